@@ -1,0 +1,191 @@
+"""The Strategy protocol: what every batching strategy holds, which windows a rank visits, and how a
+batch is cut. Subclasses differ only in what they keep resident and where they gather."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+
+from pgti_core.batching.windows import WindowSpec
+from pgti_core.data.normalize import Normalizer
+from pgti_core.data.series import Series
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+_CHUNK_BYTES = 64 << 20
+
+
+def load_normalized(
+    values: np.ndarray | torch.Tensor, t0: int, t1: int, normalizer: Normalizer
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(offset, block)`` normalized float32 copies of ``values[t0:t1]`` in bounded chunks.
+
+    Reading in chunks keeps the transient cost of a memmap-backed series to one chunk, and every
+    strategy normalizes through here, so their buffers agree bit for bit.
+    """
+    step_bytes = max(1, int(np.prod(values.shape[1:])) * 4)
+    chunk = max(1, _CHUNK_BYTES // step_bytes)
+    for a in range(t0, t1, chunk):
+        b = min(a + chunk, t1)
+        raw = values[a:b]
+        block = raw.numpy().copy() if isinstance(raw, torch.Tensor) else np.array(raw, np.float32)
+        if not np.isfinite(block).all():
+            raise ValueError(
+                f"values: NaN or inf found in steps [{a}, {b}); encode missing readings as 0"
+            )
+        yield a - t0, normalizer.apply_(block)
+
+
+def read_normalized(
+    values: np.ndarray | torch.Tensor, t0: int, t1: int, normalizer: Normalizer
+) -> np.ndarray:
+    """One normalized float32 host copy of ``values[t0:t1]``."""
+    out = np.empty((t1 - t0, *values.shape[1:]), dtype=np.float32)
+    for off, block in load_normalized(values, t0, t1, normalizer):
+        out[off : off + len(block)] = block
+    return out
+
+
+def gather_windows(buf: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
+    """``[B, length, ...]`` windows of ``buf`` starting at ``rows``, in one vectorized gather."""
+    idx = (rows[:, None] + torch.arange(length, device=rows.device)).reshape(-1)
+    return torch.index_select(buf, 0, idx).view(len(rows), length, *buf.shape[1:])
+
+
+class Strategy(ABC):
+    """One rank's batching of one split.
+
+    Args:
+        series: the dataset (values may be a read-only memmap).
+        spec: window geometry.
+        starts: sorted window start indices of the split (e.g. ``split_starts(...)["train"]``).
+        normalizer: feature-0 scaling shared by all strategies.
+        batch_size: samples per batch on this rank (default 64, the paper's per-GPU batch).
+        rank: this rank, in ``[0, world_size)`` (default 0).
+        world_size: ranks sharing the split (default 1).
+        shuffle: training order (sampler semantics); False = fixed order, exact shards (eval).
+        seed: base seed of the per-epoch shuffle (default 0).
+        drop_last: drop the last partial batch (default False).
+        device: where batches are delivered (default ``"cpu"``).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        series: Series,
+        spec: WindowSpec,
+        starts: np.ndarray,
+        normalizer: Normalizer,
+        *,
+        batch_size: int = 64,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if world_size < 1:
+            raise ValueError(f"world_size: must be >= 1, got {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank: must lie in [0, {world_size}), got {rank}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        starts = np.asarray(starts, dtype=np.int64)
+        if starts.ndim != 1 or len(starts) == 0:
+            raise ValueError("starts: the split is empty; nothing to batch")
+        if np.any(np.diff(starts) <= 0):
+            raise ValueError("starts: must be strictly increasing")
+        if starts[0] < 0 or starts[-1] + spec.length > series.num_steps:
+            raise ValueError(
+                f"lags+horizon: windows of {spec.length} steps from start {starts[-1]} "
+                f"overrun the series' {series.num_steps} steps"
+            )
+        if len(starts) < world_size and shuffle:
+            raise ValueError(
+                f"world_size: {world_size} ranks but only {len(starts)} windows in the split"
+            )
+        self.series, self.spec, self.starts, self.normalizer = series, spec, starts, normalizer
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.device = torch.device(device)
+        self.epoch = 0
+        self._build()
+
+    # ----- what subclasses provide -------------------------------------------------------------
+    @abstractmethod
+    def _build(self) -> None:
+        """Create the resident buffers."""
+
+    @abstractmethod
+    def batch(self, starts: np.ndarray) -> Batch:
+        """``(x[B, lags, N, F], y[B, horizon, N, F])`` on ``device`` for these start indices."""
+
+    @abstractmethod
+    def _buffers(self) -> list[torch.Tensor | np.ndarray]:
+        """The arrays this strategy keeps for its lifetime (for ``resident_bytes``)."""
+
+    # ----- shared behaviour --------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle, as ``DistributedSampler.set_epoch`` does."""
+        self.epoch = int(epoch)
+
+    def local_starts(self) -> np.ndarray:
+        """Start indices this rank visits this epoch, in visiting order (DistributedSampler)."""
+        if not self.shuffle:
+            return np.array_split(self.starts, self.world_size)[self.rank]
+        sampler = DistributedSampler(
+            range(len(self.starts)),
+            num_replicas=self.world_size,
+            rank=self.rank,
+            shuffle=True,
+            seed=self.seed,
+            drop_last=self.drop_last,
+        )
+        sampler.set_epoch(self.epoch)
+        return self.starts[np.fromiter(iter(sampler), dtype=np.int64)]
+
+    def plan(self) -> list[np.ndarray]:
+        """This epoch's batches as arrays of start indices."""
+        local = self.local_starts()
+        b = self.batch_size
+        stop = len(local) - len(local) % b if self.drop_last else len(local)
+        return [local[i : i + b] for i in range(0, stop, b)]
+
+    def __iter__(self) -> Iterator[Batch]:
+        for starts in self.plan():
+            yield self.batch(starts)
+
+    def __len__(self) -> int:
+        return len(self.plan())
+
+    def resident_bytes(self) -> dict[str, int]:
+        """Bytes of the buffers kept, by placement: ``host`` (CPU memory) and ``device`` (GPU)."""
+        out = {"host": 0, "device": 0}
+        for buf in self._buffers():
+            on_device = isinstance(buf, torch.Tensor) and buf.device.type != "cpu"
+            nbytes = buf.numel() * buf.element_size() if isinstance(buf, torch.Tensor) else buf.nbytes
+            out["device" if on_device else "host"] += int(nbytes)
+        return out
+
+    def describe(self) -> dict:
+        """Fields for the results row."""
+        res = self.resident_bytes()
+        return {
+            "strategy": self.name,
+            "device": str(self.device),
+            "local_samples": int(len(self.local_starts())),
+            "resident_host_bytes": res["host"],
+            "resident_device_bytes": res["device"],
+        }
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        if self.device.type == "cpu":
+            return x, y
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

@@ -1,0 +1,73 @@
+"""Index-batching: one copy of the series, windows gathered from start indices at run time.
+
+``index`` keeps the copy in host memory and moves each batch to the device; ``gpu-index`` keeps it
+on the device (streamed there in chunks) and gathers there, so batches never cross the bus.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pgti_core.batching.base import Batch, Strategy, gather_windows, load_normalized, read_normalized
+
+
+class IndexStrategy(Strategy):
+    """One normalized host copy of the steps the split spans; a batch is one gather per tensor.
+
+    Args:
+        pin_memory: gather into pinned host buffers so the host-to-device copy is asynchronous
+            (only meaningful with a CUDA device; default False).
+        See :class:`~pgti_core.batching.base.Strategy` for the rest.
+    """
+
+    name = "index"
+
+    def __init__(self, *args, pin_memory: bool = False, **kwargs) -> None:
+        self.pin_memory = pin_memory
+        super().__init__(*args, **kwargs)
+
+    def _span(self) -> tuple[int, int]:
+        return int(self.starts[0]), int(self.starts[-1]) + self.spec.length
+
+    def _build(self) -> None:
+        t0, t1 = self._span()
+        self._t0 = t0
+        self._buf = torch.from_numpy(read_normalized(self.series.values, t0, t1, self.normalizer))
+        if self.pin_memory and self.device.type == "cuda":
+            self._buf = self._buf.pin_memory()
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [self._buf]
+
+    def _rows(self, starts: np.ndarray) -> torch.Tensor:
+        rows = torch.from_numpy(np.asarray(starts, dtype=np.int64) - self._t0)
+        return rows.to(self._buf.device)
+
+    def batch(self, starts: np.ndarray) -> Batch:
+        rows = self._rows(starts)
+        x = gather_windows(self._buf, rows, self.spec.lags)
+        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
+        if self.pin_memory and self.device.type == "cuda":
+            x, y = x.pin_memory(), y.pin_memory()
+        return self._to_device(x, y)
+
+
+class GpuIndexStrategy(IndexStrategy):
+    """Index-batching with the series resident on ``device``; runs on CPU too (device = cpu)."""
+
+    name = "gpu-index"
+
+    def _build(self) -> None:
+        t0, t1 = self._span()
+        self._t0 = t0
+        v = self.series.values
+        self._buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
+        for off, block in load_normalized(v, t0, t1, self.normalizer):
+            self._buf[off : off + len(block)].copy_(torch.from_numpy(block))
+
+    def batch(self, starts: np.ndarray) -> Batch:
+        rows = self._rows(starts)
+        x = gather_windows(self._buf, rows, self.spec.lags)
+        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
+        return x, y
