@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
 
 from pgti_core.data.series import Series
+
+# pytest-xdist runs two workers on two cores: one thread each (and in the ranks they spawn)
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def random_series(steps: int = 400, nodes: int = 6, features: int = 2, seed: int = 0) -> Series:

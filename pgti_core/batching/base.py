@@ -170,7 +170,9 @@ class Strategy(ABC):
         out = {"host": 0, "device": 0}
         for buf in self._buffers():
             on_device = isinstance(buf, torch.Tensor) and buf.device.type != "cpu"
-            nbytes = buf.numel() * buf.element_size() if isinstance(buf, torch.Tensor) else buf.nbytes
+            nbytes = (
+                buf.numel() * buf.element_size() if isinstance(buf, torch.Tensor) else buf.nbytes
+            )
             out["device" if on_device else "host"] += int(nbytes)
         return out
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pgti_core.batching.base import Batch, Strategy, gather_windows, load_normalized, read_normalized
+from pgti_core.batching.base import (
+    Batch,
+    Strategy,
+    gather_windows,
+    load_normalized,
+    read_normalized,
+)
 
 
 class IndexStrategy(Strategy):

@@ -46,7 +46,9 @@ def split_starts(
     exactly one split.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
-        raise ValueError(f"fractions: expected three non-negative numbers summing to 1, got {fractions}")
+        raise ValueError(
+            f"fractions: expected three non-negative numbers summing to 1, got {fractions}"
+        )
     total = spec.num_samples(num_steps)
     if total < 1:
         raise ValueError(

@@ -94,7 +94,11 @@ class Series:
         chunk = max(1, _FINITE_CHUNK_BYTES // step_bytes)
         for t0 in range(0, self.num_steps, chunk):
             block = self.values[t0 : t0 + chunk]
-            ok = torch.isfinite(block).all() if isinstance(block, torch.Tensor) else np.isfinite(block).all()
+            ok = (
+                torch.isfinite(block).all()
+                if isinstance(block, torch.Tensor)
+                else np.isfinite(block).all()
+            )
             if not bool(ok):
                 raise ValueError(
                     f"values: NaN or inf found in steps [{t0}, {min(t0 + chunk, self.num_steps)}); "

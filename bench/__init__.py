@@ -1,0 +1,1 @@
+"""pgti's scaling-study harness."""

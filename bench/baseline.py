@@ -1,0 +1,18 @@
+"""The per-rank runtime baseline: what an idle rank costs before it builds any data (measured)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+_PROBE = (
+    "import bench.worker, psutil;"
+    "m = psutil.Process().memory_full_info();"
+    "print(getattr(m, 'pss', m.rss))"
+)
+
+
+def measure_rank_baseline() -> int:
+    """PSS bytes of a fresh process that imported everything a rank imports (torch, PyG, pgti)."""
+    out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])

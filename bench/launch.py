@@ -1,0 +1,176 @@
+"""Run one sweep point in fresh processes: spawn its local ranks, watch them, collect reports.
+
+Each rank is its own process group leader so that a crash, a timeout or Ctrl-C can kill the
+whole point (ranks and anything they started) and leave no orphans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.plan import SweepPoint
+from pgti_core.dist.group import free_port
+from pgti_core.instruments.memory import HostMemorySampler
+
+GRACE_S = 5.0
+
+
+@dataclass
+class PointResult:
+    """What came back from one point: status, first error line, rank reports, node memory."""
+
+    status: str
+    error: str = ""
+    reports: list[dict] = field(default_factory=list)
+    node_peak_pss: int | None = None
+    wall_s: float = 0.0
+
+
+def _rank_env(point: SweepPoint, local_rank: int, port: int, threads: int) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    if point.mode == "measured":
+        env.update(
+            RANK=str(local_rank),
+            LOCAL_RANK=str(local_rank),
+            WORLD_SIZE=str(point.world_size),
+            LOCAL_WORLD_SIZE=str(point.local_ranks),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+    else:
+        for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+            env.pop(var, None)
+    return env
+
+
+def _kill(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        p.wait()
+
+
+def run_point(point: SweepPoint, *, timeout_s: float, interval_s: float = 0.05) -> PointResult:
+    """Spawn ``point.local_ranks`` worker processes, wait, and classify the outcome."""
+    with tempfile.TemporaryDirectory(prefix="pgti-point-") as tmp:
+        work = Path(tmp)
+        (work / "point.json").write_text(json.dumps(asdict(point)))
+        threads = max(1, (os.cpu_count() or 1) // point.local_ranks)
+        port = free_port()
+        procs: list[subprocess.Popen] = []
+        node = HostMemorySampler(interval_s=max(interval_s, 0.1))
+        node.start()
+        t0 = time.perf_counter()
+        try:
+            for r in range(point.local_ranks):
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "bench.worker",
+                    "--point",
+                    str(work / "point.json"),
+                    "--report-dir",
+                    str(work),
+                    "--interval",
+                    str(interval_s),
+                ]
+                if point.mode == "emulated":
+                    cmd += ["--emulate-rank", str(r)]
+                log = open(work / f"rank{r}.log", "wb")  # noqa: SIM115 - closed with the process
+                procs.append(
+                    subprocess.Popen(
+                        cmd,
+                        env=_rank_env(point, r, port, threads),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+                log.close()
+            status, error = _wait(procs, timeout_s, t0)
+        except BaseException:
+            _kill(procs)
+            node.stop()
+            raise
+        wall = time.perf_counter() - t0
+        mem = node.stop()
+        node_peak = mem.above_baseline("pss")
+        reports, errors = _collect(work, point)
+        if status == "ok" and errors:
+            status, error = errors[0]["status"], errors[0]["error"]
+        elif status != "ok" and errors:  # a rank's own account beats a bare exit code
+            status, error = errors[0]["status"], errors[0]["error"]
+        if status == "ok" and len(reports) != point.local_ranks:
+            status, error = (
+                "failed",
+                f"{len(reports)} of {point.local_ranks} rank reports came back",
+            )
+        if status != "ok" and not error:
+            error = _log_tail(work, point.local_ranks)
+        return PointResult(status, error, reports if status == "ok" else [], node_peak, wall)
+
+
+def _wait(procs: list[subprocess.Popen], timeout_s: float, t0: float) -> tuple[str, str]:
+    """Poll until all ranks exit; first failure or the timeout kills the rest."""
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes):
+            bad = [c for c in codes if c != 0]
+            return ("ok", "") if not bad else _classify(bad[0])
+        failed = [c for c in codes if c not in (None, 0)]
+        if failed:
+            deadline = time.perf_counter() + GRACE_S  # let peers write their own error first
+            while time.perf_counter() < deadline and any(p.poll() is None for p in procs):
+                time.sleep(0.1)
+            _kill(procs)
+            return _classify(failed[0])
+        if time.perf_counter() - t0 > timeout_s:
+            _kill(procs)
+            return "failed", f"timeout: point exceeded {timeout_s:g} s"
+        time.sleep(0.1)
+
+
+def _classify(code: int) -> tuple[str, str]:
+    from bench.worker import EXIT_OOM
+
+    if code == -signal.SIGKILL:
+        return "oom", "rank killed by SIGKILL (the kernel's OOM killer, most likely)"
+    if code == EXIT_OOM:
+        return "oom", ""
+    return "failed", "" if code > 0 else f"rank died of signal {-code}"
+
+
+def _collect(work: Path, point: SweepPoint) -> tuple[list[dict], list[dict]]:
+    reports: list[dict] = []
+    for f in sorted(work.glob("rank*.json")):
+        if not f.name.endswith(".error.json"):
+            reports.extend(json.loads(f.read_text()))
+    errors = [json.loads(f.read_text()) for f in sorted(work.glob("rank*.error.json"))]
+    errors.sort(key=lambda e: e["status"] != "oom")
+    reports.sort(key=lambda r: r["rank"])
+    return reports, errors
+
+
+def _log_tail(work: Path, ranks: int) -> str:
+    for r in range(ranks):
+        f = work / f"rank{r}.log"
+        lines = (
+            [ln for ln in f.read_text(errors="replace").splitlines() if ln.strip()]
+            if f.exists()
+            else []
+        )
+        if lines:
+            return lines[-1][:300]
+    return ""

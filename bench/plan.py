@@ -1,0 +1,163 @@
+"""The sweep plan: which points run, in which mode, and how much memory each is predicted to need.
+
+A point is one (dataset, strategy, model, world size, repeat). Its mode is decided here:
+``measured`` when its ranks fit on this host (GPUs, or CPU ranks up to ``max_local_ranks``),
+``emulated`` otherwise (k real ranks play ranks 0..k-1 of the larger world).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from pgti_core.batching import WindowSpec, split_starts
+from pgti_core.data.datasets import DatasetSpec
+from pgti_core.train.run import RunConfig
+
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One sweep point and repeat, with how it will be run here."""
+
+    dataset: str
+    strategy: str
+    model: str
+    world_size: int
+    repeat: int
+    epochs: int
+    batch_size: int
+    seed: int
+    lags: int
+    horizon: int
+    max_steps: int | None
+    ranks_per_node: int
+    mode: str
+    local_ranks: int
+    backend: str
+    device: str
+
+    @property
+    def key(self) -> str:
+        """Stable identity for resume: the configuration, repeat and mode (not how many ran)."""
+        ident = {k: v for k, v in asdict(self).items() if k not in ("local_ranks",)}
+        return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} {self.strategy} {self.model} P={self.world_size} r{self.repeat}"
+
+    def run_config(self) -> RunConfig:
+        return RunConfig(
+            dataset=self.dataset,
+            strategy=self.strategy,
+            model=self.model,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            seed=self.seed + self.repeat,
+            lags=self.lags,
+            horizon=self.horizon,
+            max_steps=self.max_steps,
+        )
+
+
+def plan_points(
+    datasets: list[DatasetSpec],
+    strategies: list[str],
+    models: list[str],
+    world_sizes: list[int],
+    *,
+    repeats: int,
+    epochs: int,
+    batch_size: int | None,
+    seed: int,
+    max_steps: int | None,
+    ranks_per_node: int,
+    max_local_ranks: int,
+    gpus_here: int,
+    backend: str | None = None,
+) -> list[SweepPoint]:
+    """The full grid, datasets outermost and repeats innermost, each with its mode decided."""
+    points = []
+    for ds in datasets:
+        for model in models:
+            for strategy in strategies:
+                for world in world_sizes:
+                    if gpus_here:
+                        local_cap, dev = gpus_here, "cuda"
+                    else:
+                        local_cap, dev = max_local_ranks, "cpu"
+                    measured = world <= local_cap
+                    mode = "measured" if measured else "emulated"
+                    local = world if measured else min(world, ranks_per_node, local_cap)
+                    be = backend or ("nccl" if dev == "cuda" else "gloo")
+                    for rep in range(repeats):
+                        points.append(
+                            SweepPoint(
+                                dataset=ds.text,
+                                strategy=strategy,
+                                model=model,
+                                world_size=world,
+                                repeat=rep,
+                                epochs=epochs,
+                                batch_size=batch_size or ds.batch_size,
+                                seed=seed,
+                                lags=ds.window.lags,
+                                horizon=ds.window.horizon,
+                                max_steps=max_steps,
+                                ranks_per_node=world if measured else ranks_per_node,
+                                mode=mode,
+                                local_ranks=local,
+                                backend=be,
+                                device=dev,
+                            )
+                        )
+    return points
+
+
+def analytic_bytes(point: SweepPoint, ds: DatasetSpec, rank: int = 0) -> dict[str, int]:
+    """What ``point``'s strategy keeps resident on ``rank`` (train + val + test), from shapes alone.
+
+    Mirrors the strategies' buffers: ``standard`` stacks every window, ``index``/``gpu-index``
+    hold each split's span once, ``partitioned`` its block of each split plus the halo.
+    """
+    spec = WindowSpec(point.lags, point.horizon)
+    step = ds.nodes * ds.features * FLOAT_BYTES
+    splits = split_starts(ds.steps, spec)
+    total = 0
+    for starts in splits.values():
+        n = len(starts)
+        if point.strategy == "standard":
+            total += n * spec.length * step
+        elif point.strategy == "partitioned":
+            block = n // point.world_size + (1 if rank < n % point.world_size else 0)
+            total += (block + spec.length - 1) * step if block else 0
+        elif point.strategy in ("index", "gpu-index"):
+            total += (n + spec.length - 1) * step
+    on_device = point.strategy == "gpu-index" and point.device == "cuda"
+    return {"host": 0 if on_device else total, "device": total if on_device else 0}
+
+
+def transient_bytes(point: SweepPoint, ds: DatasetSpec) -> int:
+    """Extra bytes held briefly while building: standard's normalized copy of the train span."""
+    if point.strategy != "standard":
+        return 0
+    spec = WindowSpec(point.lags, point.horizon)
+    n_train = len(split_starts(ds.steps, spec)["train"])
+    return (n_train + spec.length - 1) * ds.nodes * ds.features * FLOAT_BYTES
+
+
+def predict_node_peak(point: SweepPoint, ds: DatasetSpec, rank_baseline: int) -> int:
+    """Predicted peak host bytes of the ranks this host runs for ``point``."""
+    per_rank = [
+        rank_baseline + analytic_bytes(point, ds, r)["host"] + transient_bytes(point, ds)
+        for r in range(point.local_ranks)
+    ]
+    return int(sum(per_rank))
+
+
+def with_mode(point: SweepPoint, **changes) -> SweepPoint:
+    """A copy of ``point`` with fields changed (e.g. cluster mode)."""
+    return replace(point, **changes)

@@ -1,0 +1,200 @@
+"""Turn one point's rank reports into one results row (DESIGN.md § Results row).
+
+Aggregation: max over ranks for per-rank figures (the slowest rank sets the pace, the largest
+rank runs out of memory first), the node-wide sampler (or the sum of ranks) for the node peak.
+Emulated points get their epoch time projected with the communication model.
+"""
+
+from __future__ import annotations
+
+from statistics import mean
+
+from bench.plan import SweepPoint, analytic_bytes
+from bench.project import CommModel, project_epoch
+from bench.results import new_run_id, utc_now  # noqa: F401 - re-exported for callers
+from pgti_core import __version__
+from pgti_core.data.datasets import DatasetSpec
+
+
+def _max(values):
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
+
+
+def identity(point: SweepPoint, run: dict, status: str, error: str = "") -> dict:
+    """The identity and configuration columns, filled for every row whatever its status."""
+    return {
+        "run_id": run["run_id"],
+        "timestamp_utc": utc_now(),
+        "git_sha": run.get("git_sha") or "",
+        "pgti_version": __version__,
+        "point_key": point.key,
+        "repeat": point.repeat,
+        "mode": point.mode,
+        "status": status,
+        "error": error,
+        "strategy": point.strategy,
+        "model": point.model,
+        "dataset": point.dataset,
+        "lags": point.lags,
+        "horizon": point.horizon,
+        "dtype": "float32",
+        "world_size": point.world_size,
+        "ranks_per_node": point.ranks_per_node,
+        "backend": point.backend,
+        "device": run.get("device_name") or point.device,
+        "batch_per_rank": point.batch_size,
+        "global_batch": point.batch_size * point.world_size,
+        "epochs": point.epochs,
+        "oversubscribed": point.local_ranks > (run.get("cores") or platform_cores()),
+    }
+
+
+def platform_cores() -> int:
+    import os
+
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
+
+
+def failed_row(
+    point: SweepPoint, ds: DatasetSpec, run: dict, status: str, error: str, predicted: int | None
+) -> dict:
+    """A row for a point that did not produce measurements (oom, failed, skipped)."""
+    row = identity(point, run, status, error)
+    row.update(_shape(ds), predicted_peak_node=predicted, **_analytic(point, ds))
+    return row
+
+
+def _shape(ds: DatasetSpec) -> dict:
+    return {"nodes": ds.nodes, "steps": ds.steps, "features": ds.features}
+
+
+def _analytic(point: SweepPoint, ds: DatasetSpec) -> dict:
+    a = analytic_bytes(point, ds)
+    return {"analytic_host_bytes": a["host"], "analytic_device_bytes": a["device"]}
+
+
+def ok_row(
+    point: SweepPoint,
+    ds: DatasetSpec,
+    run: dict,
+    reports: list[dict],
+    *,
+    node_peak_pss: int | None,
+    predicted: int | None,
+    comm: CommModel | None,
+) -> dict:
+    """The row of a point whose ranks all reported."""
+    row = identity(point, run, "ok")
+    first = reports[0]["summary"]
+    row.update(_shape(ds), **_analytic(point, ds), predicted_peak_node=predicted)
+    row["edges"] = first["dataset"]["edges"]
+    times = [r["times"] for r in reports]
+    prep = _max(r["summary"]["prep_s"] for r in reports)
+    train = _max(r["summary"]["train_s"] for r in reports)
+    steps = _max(t["steps"] for t in times) // max(point.epochs, 1)
+    row.update(
+        prep_s=prep,
+        step_ms_p50=_max(t["step_ms_p50"] for t in times),
+        step_ms_p95=_max(t["step_ms_p95"] for t in times),
+        data_wait_frac=mean(t["data_wait_frac"] or 0.0 for t in times),
+        steps_per_rank=steps,
+    )
+    host = [r["host_memory"] for r in reports]
+    dev = [r["device_memory"] for r in reports]
+    row.update(
+        host_peak_pss_max_rank=_max(h["peak"]["pss"] for h in host),
+        host_peak_rss_max_rank=_max(h["peak"]["rss"] for h in host),
+        host_peak_uss_max_rank=_max(h["peak"]["uss"] for h in host),
+        host_baseline_pss=_max(h["baseline"]["pss"] for h in host),
+        host_peak_node=node_peak_pss if node_peak_pss else sum(h["peak"]["pss"] or 0 for h in host),
+        host_resident_model_bytes=_max(
+            r["summary"]["strategy"]["resident_host_bytes"] for r in reports
+        ),
+        device_peak_allocated=_max(d["peak"]["allocated"] for d in dev),
+        device_peak_reserved=_max(d["peak"]["reserved"] for d in dev),
+        device_peak_nvml=_max(d["peak"]["nvml"] for d in dev),
+    )
+    best = first["best_val"]
+    row.update(
+        best_val_mae=best.get("mae"),
+        best_val_rmse=best.get("rmse"),
+        best_val_mape=best.get("mape"),
+        final_train_mae=first["epochs"][-1]["train_mae"],
+        test_mae=first["test"].get("mae"),
+    )
+    notes = []
+    if not dev[0]["available"]:
+        notes.append(f"device memory: {dev[0]['reason']}")
+    if row["oversubscribed"]:
+        notes.append(
+            f"oversubscribed: {point.local_ranks} ranks on {platform_cores()} cores, times do not measure scaling"
+        )
+    val_s = _max(mean(r["val_s"]) for r in reports) or 0.0
+    if point.mode == "measured":
+        epochs = [r["summary"]["epochs"] for r in reports]
+        walls = [max(e[i]["wall_s"] for e in epochs) for i in range(point.epochs)]
+        row.update(
+            train_s=train,
+            total_s=prep + train,
+            epoch_s_mean=mean(walls),
+            epoch_s_std=_std(walls),
+            samples_per_s=sum(t["samples"] for t in times) / max(sum(walls), 1e-12),
+        )
+    else:
+        row.update(_projected(point, reports, steps, prep, val_s, comm))
+        notes.append(
+            f"emulated: {len(reports)} real ranks of {point.world_size}; epoch time projected with "
+            f"all-reduce alpha={comm.alpha_s:.3g} s, beta={comm.beta_Bps:.3g} B/s ({comm.source}); "
+            "quality columns cover the real ranks' shards only"
+        )
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    m = mean(values)
+    return (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def _projected(
+    point: SweepPoint, reports: list[dict], steps: int, prep: float, val_s: float, comm: CommModel
+) -> dict:
+    """Epoch time at ``point.world_size`` from the real ranks' per-step parts plus modelled comm."""
+    parts = {}
+    for part, frac in (
+        ("data", "data_wait_frac"),
+        ("compute", "compute_frac"),
+        ("optim", "optimizer_frac"),
+    ):
+        per_rank = []
+        for r in reports:
+            t = r["times"]
+            step_total = t["samples"] / t["samples_per_s"] if t["samples_per_s"] else 0.0
+            per_rank.append((t[frac] or 0.0) * step_total / max(t["steps"], 1))
+        parts[part] = max(per_rank)
+    grad_bytes = reports[0]["summary"]["model_params"] * 4
+    proj = project_epoch(
+        steps_per_rank=steps,
+        data_s=parts["data"],
+        compute_s=parts["compute"],
+        optim_s=parts["optim"],
+        grad_bytes=grad_bytes,
+        world_size=point.world_size,
+        model=comm,
+    )
+    epoch_s = proj["epoch_s"]
+    batch_samples = reports[0]["times"]["samples"] / max(point.epochs, 1) * point.world_size
+    return {
+        "train_s": (epoch_s + val_s) * point.epochs,
+        "total_s": prep + (epoch_s + val_s) * point.epochs,
+        "epoch_s_mean": epoch_s,
+        "epoch_s_std": 0.0,
+        "samples_per_s": batch_samples / max(epoch_s, 1e-12),
+        "model_alpha_s": comm.alpha_s,
+        "model_beta_Bps": comm.beta_Bps,
+    }

@@ -1,0 +1,387 @@
+"""``python -m bench.run``: sweep world sizes x datasets x strategies x models, one CSV row a point.
+
+Each point runs in fresh processes (clean memory peaks), is recorded with its status whatever
+happens (ok, oom, failed, skipped), and a re-run of the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import psutil
+from tqdm import tqdm
+
+from bench.baseline import measure_rank_baseline
+from bench.launch import run_point
+from bench.plan import SweepPoint, plan_points, predict_node_peak
+from bench.project import CommModel, load_calibration
+from bench.results import append_row, check_writable, finished_keys, new_run_id
+from bench.rows import failed_row, ok_row
+from pgti_core.batching.registry import STRATEGIES
+from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
+from pgti_core.instruments.system import describe_system, write_system_json
+from pgti_core.models.registry import MODELS
+
+DEFAULTS = {
+    "gpus": "1,2,4",
+    "datasets": "metr-la",
+    "strategies": "standard,index,partitioned",
+    "models": "dcrnn-paper",
+}
+MEMORY_MARGIN = 0.9
+DONE_STATUSES = ("ok", "oom", "skipped")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _names(known) -> callable:
+    def parse(text: str) -> list[str]:
+        names = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [n for n in names if n not in known]
+        if not names or bad:
+            raise argparse.ArgumentTypeError(
+                f"unknown {bad or text!r}; choose from {', '.join(known)}"
+            )
+        return names
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--gpus",
+        type=_int_list,
+        default=DEFAULTS["gpus"],
+        help="world sizes to sweep (ranks; GPUs on a GPU host)",
+    )
+    p.add_argument(
+        "--datasets",
+        default=DEFAULTS["datasets"],
+        help="comma-separated profiles (metr-la, pems-bay, ...), 'name:nodes=..,steps=..' overrides, or real-file specs",
+    )
+    p.add_argument(
+        "--strategies",
+        type=_names(STRATEGIES),
+        default=DEFAULTS["strategies"],
+        help="batching strategies",
+    )
+    p.add_argument("--models", type=_names(MODELS), default=DEFAULTS["models"], help="models")
+    p.add_argument("--epochs", type=_positive, default=1)
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=None,
+        help="samples per rank per step (default: the dataset profile's)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=_positive,
+        default=None,
+        help="cap on training steps per epoch (default: whole epoch)",
+    )
+    p.add_argument("--repeats", type=_positive, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--ranks-per-node",
+        type=_positive,
+        default=None,
+        help="ranks per node of the emulated/cluster world (default: GPUs here, else 4)",
+    )
+    p.add_argument(
+        "--max-local-ranks",
+        type=_positive,
+        default=None,
+        help="most CPU ranks run for real here (default: from free memory and the measured idle-rank cost)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("gloo", "nccl"),
+        default=None,
+        help="process-group backend (default: nccl on GPUs, else gloo)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/sweep.csv"),
+        help="results CSV (appended, resumable)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=1800.0,
+        help="seconds per point before it is killed",
+    )
+    p.add_argument(
+        "--interval", type=_positive_float, default=0.05, help="memory sampling interval in seconds"
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="all-reduce calibration JSON from bench.calibrate (default: <out dir>/calibration.json, made if missing)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="all-reduce latency in s (with --beta, instead of a calibration)",
+    )
+    p.add_argument(
+        "--beta",
+        type=_positive_float,
+        default=None,
+        help="all-reduce bandwidth in bytes/s (with --alpha)",
+    )
+    p.add_argument("--force", action="store_true", help="re-run points already in the CSV")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan with predicted memory and modes; run nothing",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-point lines")
+    return p
+
+
+def split_dataset_list(text: str) -> list[str]:
+    """Split on ',' or ';', keeping ``key=value`` options with the spec before them.
+
+    ``metr-la:nodes=50,steps=2000,pems-bay`` -> ``["metr-la:nodes=50,steps=2000", "pems-bay"]``.
+    """
+    specs: list[str] = []
+    for token in (t.strip() for t in text.replace(";", ",").split(",")):
+        if not token:
+            continue
+        if specs and "=" in token and ":" not in token:
+            specs[-1] += "," + token
+        else:
+            specs.append(token)
+    return specs
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[DatasetSpec]]:
+    """Parse and validate; every usage error exits 2 through ``parser.error`` with one line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("gpus", "strategies", "models"):
+        if isinstance(getattr(args, name), str):  # defaults come as strings
+            setattr(
+                args,
+                name,
+                {"gpus": _int_list, "strategies": _names(STRATEGIES), "models": _names(MODELS)}[
+                    name
+                ](getattr(args, name)),
+            )
+    try:
+        datasets = [parse_dataset_spec(t) for t in split_dataset_list(args.datasets)]
+    except ValueError as exc:
+        parser.error(f"--datasets: {exc}")
+    if not datasets:
+        parser.error("--datasets: give at least one dataset")
+    if (args.alpha is None) != (args.beta is None):
+        parser.error("--alpha and --beta go together")
+    if args.alpha is not None and args.alpha < 0:
+        parser.error(f"--alpha: must be >= 0, got {args.alpha}")
+    if args.calibration is not None and not args.calibration.is_file():
+        parser.error(
+            f"--calibration: no file at {args.calibration}; run python -m bench.calibrate --out {args.calibration}"
+        )
+    if not args.dry_run:
+        try:
+            check_writable(args.out)
+        except ValueError as exc:
+            parser.error(f"--out: {exc}")
+    return args, datasets
+
+
+def gpus_here() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def comm_model(args: argparse.Namespace, quiet: bool) -> CommModel:
+    """The all-reduce model for emulated points: given, calibrated before, or calibrated now."""
+    if args.alpha is not None:
+        return CommModel(alpha_s=args.alpha, beta_Bps=args.beta, source="given")
+    path = args.calibration or args.out.parent / "calibration.json"
+    if not path.is_file():
+        from bench.calibrate import calibrate
+        from bench.project import save_calibration
+
+        if not quiet:
+            print(
+                f"calibrating all-reduce on this host for emulated points -> {path}",
+                file=sys.stderr,
+            )
+        save_calibration(calibrate(ranks=2), path)
+    return load_calibration(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, datasets = parse_args(argv)
+    baseline = measure_rank_baseline()
+    avail = psutil.virtual_memory().available
+    n_gpus = gpus_here()
+    rpn = args.ranks_per_node or (n_gpus or 4)
+    max_local = args.max_local_ranks or max(1, min(64, int(0.5 * avail // baseline)))
+    points = plan_points(
+        datasets,
+        args.strategies,
+        args.models,
+        args.gpus,
+        repeats=args.repeats,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        ranks_per_node=rpn,
+        max_local_ranks=max_local,
+        gpus_here=n_gpus,
+        backend=args.backend,
+    )
+    by_label = {d.text: d for d in datasets}
+    predicted = {p.key: predict_node_peak(p, by_label[p.dataset], baseline) for p in points}
+    budget = int(avail * MEMORY_MARGIN)
+    if args.dry_run:
+        print_plan(points, predicted, budget, baseline)
+        return 0
+    done = set() if args.force else finished_keys(args.out, statuses=DONE_STATUSES)
+    todo = [p for p in points if p.key not in done]
+    system = describe_system()
+    run = {
+        "run_id": new_run_id(),
+        "git_sha": system.get("git_sha"),
+        "cores": len(os.sched_getaffinity(0)),
+        "device_name": (system.get("gpus") or [{}])[0].get("name")
+        if n_gpus
+        else f"cpu: {system.get('cpu_model', 'unknown')}",
+    }
+    write_system_json(
+        args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
+        extra={"rank_baseline_pss": baseline, "points": len(todo)},
+    )
+    comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
+    if not args.quiet:
+        print(
+            f"{len(points)} points, {len(points) - len(todo)} already in {args.out}, {len(todo)} to run "
+            f"(idle rank {baseline / 2**20:.0f} MiB, {max_local} local ranks at most)",
+            file=sys.stderr,
+        )
+    bar = tqdm(todo, unit="point", disable=args.quiet, dynamic_ncols=True)
+    try:
+        for point in bar:
+            bar.set_description(point.label)
+            row = run_one(
+                point, by_label[point.dataset], run, predicted[point.key], budget, args, comm
+            )
+            append_row(args.out, row)
+            if not args.quiet:
+                tqdm.write(point_line(point, row))
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"interrupted: finished points are kept in {args.out}; re-run to resume",
+            file=sys.stderr,
+        )
+        return 130
+    bar.close()
+    if not args.quiet:
+        print(f"wrote {len(todo)} rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_one(
+    point: SweepPoint,
+    ds: DatasetSpec,
+    run: dict,
+    predicted: int,
+    budget: int,
+    args: argparse.Namespace,
+    comm: CommModel | None,
+) -> dict:
+    """Run (or skip) one point and return its row."""
+    if predicted > budget:
+        return failed_row(
+            point,
+            ds,
+            run,
+            "skipped",
+            f"predicted peak {predicted / 2**30:.1f} GiB exceeds available {budget / 2**30:.1f} GiB",
+            predicted,
+        )
+    res = run_point(point, timeout_s=args.timeout, interval_s=args.interval)
+    if res.status != "ok":
+        return failed_row(point, ds, run, res.status, res.error, predicted)
+    return ok_row(
+        point, ds, run, res.reports, node_peak_pss=res.node_peak_pss, predicted=predicted, comm=comm
+    )
+
+
+def point_line(point: SweepPoint, row: dict) -> str:
+    """One human line per finished point."""
+    if row["status"] != "ok":
+        return f"{point.label}: {row['status']} - {row['error']}"
+    pss = row.get("host_peak_pss_max_rank") or 0
+    return (
+        f"{point.label} [{point.mode}]: epoch {row['epoch_s_mean']:.2f} s, "
+        f"{row['samples_per_s']:.0f} samples/s, peak PSS/rank {pss / 2**20:.0f} MiB, "
+        f"best val MAE {row['best_val_mae']:.3f}"
+    )
+
+
+def print_plan(points: list[SweepPoint], predicted: dict, budget: int, baseline: int) -> None:
+    print(
+        f"{'dataset':<28} {'strategy':<12} {'model':<12} {'P':>4} {'mode':<9} {'ranks':>5} {'pred. node peak':>16}  note"
+    )
+    for p in points:
+        pred = predicted[p.key]
+        note = "skip: over available memory" if pred > budget else ""
+        print(
+            f"{p.dataset:<28} {p.strategy:<12} {p.model:<12} {p.world_size:>4} {p.mode:<9} "
+            f"{p.local_ranks:>5} {pred / 2**30:>12.2f} GiB  {note}"
+        )
+    print(
+        f"available for ranks: {budget / 2**30:.1f} GiB; idle rank measured at {baseline / 2**20:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Summaries of results rows: repeats aggregated, speedup and efficiency derived, markdown tables.
+
+Speedup and efficiency are derived here from the rows' times, never stored (DESIGN.md § Results
+row). Only ``status == ok`` rows carry numbers; the others are counted and listed as left out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FLOAT_BYTES = 4
+BASELINE = "standard"
+STRATEGY_ORDER: tuple[str, ...] = ("standard", "standard-dask", "index", "gpu-index", "partitioned")
+# One figure per combination of these; rows agreeing on them and on strategy/world/mode are repeats.
+FACETS: tuple[str, ...] = (
+    "dataset",
+    "model",
+    "lags",
+    "horizon",
+    "batch_per_rank",
+    "epochs",
+    "device",
+)
+SERIES: tuple[str, ...] = ("strategy", "world_size", "mode")
+GROUP: tuple[str, ...] = FACETS + SERIES
+TIME_COLUMNS: tuple[str, ...] = ("total_s", "train_s", "epoch_s_mean")
+# Aggregated as mean and sample std ("<name>_sd") over repeats.
+METRICS: tuple[str, ...] = (
+    "total_s",
+    "train_s",
+    "prep_s",
+    "epoch_s_mean",
+    "samples_per_s",
+    "host_peak_pss_max_rank",
+    "host_peak_node",
+    "device_peak_allocated",
+    "analytic_host_bytes",
+    "analytic_device_bytes",
+    "raw_bytes",
+)
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"]
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per :data:`GROUP` with every status's row count and, from ok rows, mean/std metrics.
+
+    A group with one run takes its ``epoch_s_mean_sd`` from the run's epoch-to-epoch ``epoch_s_std``.
+    ``raw_bytes`` is the dataset's raw fp32 size, ``steps * nodes * features * 4``.
+
+    Args:
+        df (pandas.DataFrame): rows as returned by :func:`bench.results.read_results`.
+    """
+    df = df.assign(
+        raw_bytes=df["steps"].astype("Float64")
+        * df["nodes"].astype("Float64")
+        * df["features"].astype("Float64")
+        * FLOAT_BYTES
+    )
+    counts = df.groupby(list(GROUP), dropna=False)["status"].value_counts().unstack(fill_value=0)
+    counts.columns = [f"n_{c}" for c in counts.columns]
+    numeric = _ok(df)[list(GROUP) + list(METRICS) + ["epoch_s_std"]].copy()
+    for c in (*METRICS, "epoch_s_std"):
+        numeric[c] = numeric[c].astype("float64")
+    grouped = numeric.groupby(list(GROUP), dropna=False)
+    stats = grouped[list(METRICS)].mean().join(grouped[list(METRICS)].std(ddof=1).add_suffix("_sd"))
+    single = grouped["epoch_s_std"].first().reindex(stats.index)
+    one_run = grouped.size().reindex(stats.index) == 1
+    stats["epoch_s_mean_sd"] = stats["epoch_s_mean_sd"].where(~one_run, single)
+    out = counts.join(stats, how="left").reset_index()
+    return out.sort_values(list(FACETS) + ["strategy", "world_size", "mode"], key=_sort_key)
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    return col.map(strategy_rank) if col.name == "strategy" else col
+
+
+def strategy_rank(name: str) -> str:
+    """Sort key putting the known strategies in their canonical order, others after by name."""
+    rank = STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER)
+    return f"{rank:02d}{name}"
+
+
+def _ratio_sd(r: pd.Series, m1, s1, m2, s2) -> pd.Series:
+    """Std of r = m1/m2 by first-order propagation of independent relative errors."""
+    return r.abs() * np.sqrt((s1.fillna(0) / m1) ** 2 + (s2.fillna(0) / m2) ** 2)
+
+
+def with_speedups(agg: pd.DataFrame, time_col: str = "total_s") -> pd.DataFrame:
+    """Add ``base_world``, ``base_time``, ``speedup``, ``efficiency``, ``vs_standard`` (with ``_sd``).
+
+    ``speedup`` is T(P0)/T(P) for the same strategy, P0 its smallest measured world (its smallest
+    world if none was measured); ``efficiency`` = speedup / (P/P0); ``vs_standard`` is
+    T_standard(P)/T(P) at the same world and mode.
+
+    Args:
+        agg (pandas.DataFrame): the output of :func:`aggregate`.
+        time_col (str, default ``"total_s"``): which time to compare (one of :data:`TIME_COLUMNS`).
+    """
+    if time_col not in TIME_COLUMNS:
+        raise ValueError(f"time_col: {time_col!r} is not one of {', '.join(TIME_COLUMNS)}")
+    out = agg.copy()
+    line = list(FACETS) + ["strategy"]
+    cand = out[out[time_col].notna()].assign(_measured=out["mode"] != "emulated")
+    base = (
+        cand.sort_values(["_measured", "world_size"], ascending=[False, True])
+        .groupby(line, dropna=False)
+        .head(1)[line + ["world_size", "mode", time_col, f"{time_col}_sd"]]
+        .rename(
+            columns={
+                "world_size": "base_world",
+                "mode": "_bmode",
+                time_col: "base_time",
+                f"{time_col}_sd": "_bsd",
+            }
+        )
+    )
+    out = out.merge(base, on=line, how="left")
+    t, sd = out[time_col], out[f"{time_col}_sd"]
+    out["speedup"] = out["base_time"] / t
+    is_base = (out["world_size"] == out["base_world"]) & (out["mode"] == out["_bmode"])
+    out["speedup_sd"] = _ratio_sd(out["speedup"], out["base_time"], out["_bsd"], t, sd).where(
+        ~is_base, 0.0
+    )
+    scale = out["world_size"].astype("float64") / out["base_world"].astype("float64")
+    out["efficiency"] = out["speedup"] / scale
+    out["efficiency_sd"] = out["speedup_sd"] / scale
+    keys = list(FACETS) + ["world_size", "mode"]
+    std = out[out["strategy"] == BASELINE][keys + [time_col, f"{time_col}_sd"]].rename(
+        columns={time_col: "_st", f"{time_col}_sd": "_ssd"}
+    )
+    out = out.merge(std, on=keys, how="left")
+    out["vs_standard"] = out["_st"] / out[time_col]
+    out["vs_standard_sd"] = _ratio_sd(out["vs_standard"], out["_st"], out["_ssd"], t, sd).where(
+        out["strategy"] != BASELINE, 0.0
+    )
+    return out.drop(columns=["_bmode", "_bsd", "_st", "_ssd"])
+
+
+def left_out(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with status other than ok, one line per group and status: count and first error."""
+    bad = df[df["status"] != "ok"]
+    keys = ["dataset", "model", "strategy", "world_size", "mode", "status"]
+    if bad.empty:
+        return pd.DataFrame(columns=[*keys, "rows", "first_error"])
+    g = bad.groupby(keys, dropna=False, sort=False)
+    return (
+        g.size()
+        .rename("rows")
+        .to_frame()
+        .join(g["error"].first().rename("first_error"))
+        .reset_index()
+    )
+
+
+def left_out_lines(df: pd.DataFrame) -> list[str]:
+    """One human line per left-out group (see :func:`left_out`)."""
+    return [
+        f"left out {r.rows} row(s) {r.dataset} {r.model} {r.strategy} P={_int(r.world_size)} "
+        f"[{r.mode or '?'}] status={r.status or '?'}: {_one_line(r.first_error) or 'no error text'}"
+        for r in left_out(df).itertuples()
+    ]
+
+
+def _int(v) -> str:
+    return "?" if pd.isna(v) else str(int(v))
+
+
+def _one_line(text: object) -> str:
+    return re.sub(r"\s+", " ", str(text or "")).strip()
+
+
+def facet_title(d: Mapping[str, object]) -> str:
+    """A short human title for one combination of (some of) the :data:`FACETS` values."""
+    parts = [str(d[k]) for k in ("dataset", "model") if k in d]
+    if pd.notna(d.get("lags")) and pd.notna(d.get("horizon")):
+        parts.append(f"{int(d['lags'])}/{int(d['horizon'])} windows")
+    if pd.notna(d.get("batch_per_rank")):
+        parts.append(f"batch {int(d['batch_per_rank'])}/rank")
+    if pd.notna(d.get("epochs")):
+        parts.append(f"{int(d['epochs'])} epoch(s)")
+    if d.get("device"):
+        dev = str(d["device"])
+        parts.append(dev if len(dev) <= 40 else dev[:39] + "…")
+    return " · ".join(parts)
+
+
+def fmt_bytes(v: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``; missing -> ``""``."""
+    if pd.isna(v):
+        return ""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(v) < 1024 or unit == "TiB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.3g} {unit}"
+        v /= 1024
+    return ""
+
+
+def fmt_num(v: float) -> str:
+    """Three significant digits, or thousands-grouped integers from 1,000 up."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
+def _pm(m: float, s: float, fmt=fmt_num) -> str:
+    if pd.isna(m):
+        return ""
+    return fmt(m) + ("" if pd.isna(s) or s == 0 else " ± " + fmt(s))
+
+
+def _ratio(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _md_table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+    esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *("| " + " | ".join(r) + " |" for r in esc),
+    ]
+
+
+def summary_markdown(
+    df: pd.DataFrame, figures: Sequence[Path] = (), time_col: str = "total_s"
+) -> str:
+    """The markdown summary: per figure group, the numbers behind the figures; then left-out rows.
+
+    Args:
+        df (pandas.DataFrame): all rows (any status), as from :func:`bench.results.read_results`.
+        figures (Sequence[Path], default none): figure files to list (linked by file name).
+        time_col (str, default ``"total_s"``): the time speedup is computed from.
+    """
+    lines = [
+        "# Results summary",
+        "",
+        f"{len(df)} row(s): "
+        + ", ".join(f"{n} {s or '?'}" for s, n in df["status"].value_counts().items())
+        + ". Values are mean ± std over repeats of `status == ok` rows. "
+        f"Speedup = T(P0)/T(P) of the same strategy with T = `{time_col}` and P0 its smallest "
+        f"measured world; efficiency = speedup/(P/P0); vs {BASELINE} = T_{BASELINE}(P)/T(P). "
+        "Emulated rows have projected times and measured per-rank memory.",
+    ]
+    agg = with_speedups(aggregate(df), time_col) if len(df) else pd.DataFrame()
+    header = [
+        "strategy", "P", "mode", "runs", "total (s)", "epoch (s)", "samples/s", f"speedup ({time_col})",
+        f"vs {BASELINE}", "efficiency", "host PSS/rank", "host node", "device peak", "analytic host",
+    ]  # fmt: skip
+    for key, part in agg.groupby(list(FACETS), dropna=False, sort=False) if len(agg) else ():
+        rows = []
+        for r in part.itertuples():
+            runs = ", ".join(
+                f"{getattr(r, c)} {c[2:]}"
+                for c in part.columns
+                if c.startswith("n_") and getattr(r, c)
+            )
+            rows.append([
+                r.strategy, _int(r.world_size), r.mode, runs,
+                _pm(r.total_s, r.total_s_sd), _pm(r.epoch_s_mean, r.epoch_s_mean_sd),
+                _pm(r.samples_per_s, r.samples_per_s_sd), _pm(r.speedup, r.speedup_sd, _ratio),
+                _pm(r.vs_standard, r.vs_standard_sd, _ratio), _pm(r.efficiency, r.efficiency_sd, _ratio),
+                fmt_bytes(r.host_peak_pss_max_rank), fmt_bytes(r.host_peak_node),
+                fmt_bytes(r.device_peak_allocated), fmt_bytes(r.analytic_host_bytes),
+            ])  # fmt: skip
+        lines += [
+            "",
+            f"## {facet_title(dict(zip(FACETS, key, strict=True)))}",
+            "",
+            *_md_table(header, rows),
+        ]
+    lo = left_out(df)
+    lines += ["", "## Left out of the plots (status other than ok)", ""]
+    if lo.empty:
+        lines.append("None.")
+    else:
+        lines += _md_table(
+            ["dataset", "model", "strategy", "P", "mode", "status", "rows", "first error"],
+            [
+                [r.dataset, r.model, r.strategy, _int(r.world_size), r.mode, r.status, str(r.rows), _one_line(r.first_error)]
+                for r in lo.itertuples()
+            ],
+        )  # fmt: skip
+    lines += ["", "## Figures", ""]
+    stems = dict.fromkeys(p.with_suffix("") for p in figures)
+    lines += [
+        f"- {stem.name}: "
+        + ", ".join(f"[{p.suffix[1:]}]({p.name})" for p in figures if p.with_suffix("") == stem)
+        for stem in stems
+    ] or ["None: no ok row with times or memory values to plot."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,231 @@
+"""One training run end to end: dataset -> splits -> normalizer -> strategies -> model -> fit.
+
+Both the ``python -m pgti_core.train`` command and the harness's worker call :func:`run`, so what
+is benchmarked is exactly what users train with.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from pgti_core.batching import WindowSpec, build_strategy, split_starts
+from pgti_core.batching.registry import strategy_class
+from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
+from pgti_core.data.normalize import Normalizer, train_window_stats
+from pgti_core.dist.group import all_reduce_sum, broadcast_object, is_main
+from pgti_core.models.registry import MODELS, build_model
+from pgti_core.train.loop import EpochRecord, PhaseHook, TrainResult, fit
+
+
+@dataclass
+class RunConfig:
+    """One configuration to train.
+
+    Args:
+        dataset: profile or file spec (``metr-la``, ``metr-la:nodes=50,steps=2000``, ...).
+        strategy: ``standard``, ``index``, ``gpu-index`` or ``partitioned``.
+        model: ``dcrnn-paper``, ``dcrnn`` or ``tgcn``.
+        epochs: training epochs (default 1).
+        batch_size: samples per batch per rank (default: the profile's, 64 for traffic).
+        lr: Adam learning rate (default 1e-3).
+        seed: seeds the model init, shuffles and synthetic data (default 0).
+        lags, horizon: window geometry (default: the profile's).
+        max_steps: cap on training steps per epoch (default: whole epoch).
+        pin_memory: pinned host buffers for ``index`` on CUDA (default False).
+    """
+
+    dataset: str = "metr-la"
+    strategy: str = "index"
+    model: str = "dcrnn-paper"
+    epochs: int = 1
+    batch_size: int | None = None
+    lr: float = 1e-3
+    seed: int = 0
+    lags: int | None = None
+    horizon: int | None = None
+    max_steps: int | None = None
+    pin_memory: bool = False
+
+    def validate(self) -> DatasetSpec:
+        """Check every field; return the parsed dataset spec. Raises ``ValueError`` naming the field."""
+        strategy_class(self.strategy)
+        if self.model not in MODELS:
+            raise ValueError(f"model: unknown {self.model!r}; choose from {', '.join(MODELS)}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs: must be >= 1, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
+        return parse_dataset_spec(self.dataset)
+
+
+@dataclass
+class World:
+    """Who this process is: its rank among the ranks whose data placement it reproduces.
+
+    ``data_rank``/``data_world`` give the data placement (sampler shard, partition). They equal
+    the process group's rank/size when measured; in emulation a process plays rank ``data_rank``
+    of a larger world with no process group (``reduce`` is ``None``).
+    """
+
+    data_rank: int = 0
+    data_world: int = 1
+    device: torch.device = torch.device("cpu")
+    ddp: bool = False
+
+    @property
+    def reduce(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        if not self.ddp:
+            return None
+
+        def _sum(t: torch.Tensor) -> torch.Tensor:
+            return all_reduce_sum(t.to(self.device)).cpu()
+
+        return _sum
+
+
+@dataclass
+class RunOutcome:
+    """Everything one rank measured in a run (the harness turns it into a results row)."""
+
+    config: RunConfig
+    spec: WindowSpec
+    prep_s: float
+    result: TrainResult
+    strategy: dict
+    dataset: dict
+    normalizer: Normalizer
+    batch_size: int
+    model_params: int
+
+    def summary(self) -> dict:
+        """A JSON-ready digest: config, metrics per epoch, best validation and test metrics."""
+        return {
+            "config": asdict(self.config),
+            "lags": self.spec.lags,
+            "horizon": self.spec.horizon,
+            "batch_size": self.batch_size,
+            "model_params": self.model_params,
+            "prep_s": self.prep_s,
+            "train_s": self.result.train_s,
+            "dataset": self.dataset,
+            "strategy": self.strategy,
+            "normalizer": self.normalizer.as_dict(),
+            "epochs": [
+                {"epoch": r.epoch, "train_mae": r.train_loss, "wall_s": r.wall_s, "val": r.val}
+                for r in self.result.epochs
+            ],
+            "best_val": self.result.best_val,
+            "test": self.result.test,
+        }
+
+
+def run(
+    config: RunConfig,
+    world: World | None = None,
+    *,
+    phase: PhaseHook | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> RunOutcome:
+    """Train ``config`` as rank ``world.data_rank`` of ``world.data_world``; returns measurements."""
+    world = world or World()
+    phase = phase or (lambda _name: nullcontext())
+    dspec = config.validate()
+    t0 = time.perf_counter()
+    with phase("prep"):
+        series = load_dataset(dspec, seed=config.seed)
+        spec = WindowSpec(config.lags or dspec.window.lags, config.horizon or dspec.window.horizon)
+        if spec.horizon > spec.lags and config.model == "dcrnn-paper":
+            raise ValueError(
+                "horizon: dcrnn-paper predicts one target step per input step; needs horizon <= lags"
+            )
+        splits = split_starts(series.num_steps, spec)
+        normalizer = _shared_stats(series.values, spec, splits["train"], world)
+        batch = config.batch_size or dspec.batch_size
+        common = dict(
+            batch_size=batch,
+            rank=world.data_rank,
+            world_size=world.data_world,
+            seed=config.seed,
+            device=world.device,
+        )
+        extra = {"pin_memory": config.pin_memory} if config.strategy == "index" else {}
+        train = build_strategy(
+            config.strategy, series, spec, splits["train"], normalizer, **common, **extra
+        )
+        evals = {
+            name: build_strategy(
+                config.strategy,
+                series,
+                spec,
+                splits[name],
+                normalizer,
+                **common,
+                **extra,
+                shuffle=False,
+            )
+            for name in ("val", "test")
+        }
+        torch.manual_seed(config.seed)
+        model = build_model(
+            config.model,
+            num_nodes=series.num_nodes,
+            num_features=series.num_features,
+            edge_index=series.edge_index,
+            edge_weight=series.edge_weight,
+            lags=spec.lags,
+            horizon=spec.horizon,
+        ).to(world.device)
+        if world.ddp:
+            ids = [world.device.index] if world.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+    prep_s = time.perf_counter() - t0
+    result = fit(
+        model,
+        train,
+        evals["val"],
+        normalizer,
+        epochs=config.epochs,
+        lr=config.lr,
+        test=evals["test"],
+        reduce=world.reduce,
+        max_steps=config.max_steps,
+        phase=phase,
+        on_epoch=on_epoch,
+    )
+    resident = {
+        k: train.resident_bytes()[k] + sum(e.resident_bytes()[k] for e in evals.values())
+        for k in ("host", "device")
+    }
+    strategy = dict(
+        train.describe(),
+        resident_host_bytes=resident["host"],
+        resident_device_bytes=resident["device"],
+        steps_per_epoch=len(train.plan()),
+    )
+    dataset = {
+        "name": dspec.label,
+        "nodes": series.num_nodes,
+        "steps": series.num_steps,
+        "features": series.num_features,
+        "edges": series.num_edges,
+        "raw_bytes": series.nbytes,
+    }
+    params = sum(p.numel() for p in model.parameters())
+    return RunOutcome(config, spec, prep_s, result, strategy, dataset, normalizer, batch, params)
+
+
+def _shared_stats(values, spec: WindowSpec, train_starts, world: World) -> Normalizer:
+    """Rank 0 computes the training-window statistics and broadcasts them (one pass, not P)."""
+    if not world.ddp:
+        return train_window_stats(values, spec, train_starts)
+    return broadcast_object(train_window_stats(values, spec, train_starts) if is_main() else None)

@@ -1,0 +1,174 @@
+"""The sweep driver: rows, resume, failures recorded as statuses, bad input, emulation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench import run as bench_run
+from bench.results import COLUMNS, read_results
+
+TINY = "metr-la:nodes=12,steps=1200"
+BASE = ["--datasets", TINY, "--epochs", "1", "--max-steps", "3", "--quiet", "--timeout", "120"]
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGTI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def _sweep(out, *args):
+    return bench_run.main([*BASE, "--out", str(out), *args])
+
+
+@pytest.mark.slow
+def test_sweep_rows_and_resume(tmp_path):
+    out = tmp_path / "r.csv"
+    assert _sweep(out, "--gpus", "1,2", "--strategies", "standard,index,partitioned") == 0
+    df = read_results(out)
+    assert list(pd.read_csv(out, nrows=0).columns) == list(COLUMNS)
+    assert len(df) == 6 and set(df.status) == {"ok"}
+    assert set(df.mode) == {"measured"}
+    for col in (
+        "host_peak_pss_max_rank",
+        "epoch_s_mean",
+        "samples_per_s",
+        "best_val_mae",
+        "prep_s",
+    ):
+        assert df[col].notna().all() and (df[col] > 0).all(), col
+    assert df.device.str.startswith("cpu").all()
+    assert df.notes.str.contains("no CUDA").all()  # the absent GPU is said, not hidden
+    p1 = df[df.world_size == 1].set_index("strategy")
+    assert (
+        p1.loc["standard", "host_resident_model_bytes"]
+        > 10 * p1.loc["index", "host_resident_model_bytes"]
+    )
+    # resume: nothing new; --force: everything again
+    assert _sweep(out, "--gpus", "1,2", "--strategies", "standard,index,partitioned") == 0
+    assert len(read_results(out)) == 6
+    assert _sweep(out, "--gpus", "1", "--strategies", "index", "--force") == 0
+    assert len(read_results(out)) == 7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fault, status, text",
+    [
+        ("crash:1", "failed", "injected crash"),
+        ("oom", "oom", "injected out of memory"),
+        ("kill", "oom", "SIGKILL"),
+        ("hang", "failed", "timeout"),
+    ],
+)
+def test_failures_become_statuses_and_sweep_goes_on(tmp_path, monkeypatch, fault, status, text):
+    monkeypatch.setenv("PGTI_FAULT", fault)
+    out = tmp_path / "r.csv"
+    timeout = ["--timeout", "20"] if fault == "hang" else []
+    assert _sweep(out, "--gpus", "2", "--strategies", "index,partitioned", *timeout) == 0
+    df = read_results(out)
+    assert len(df) == 2 and set(df.status) == {status}
+    assert df.error.str.contains(text).all()
+    assert df.world_size.eq(2).all()
+    # no orphaned rank processes
+    ps = subprocess.run(["pgrep", "-f", "bench.worker"], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
+    # failed points are retried on resume; oom ones are final
+    monkeypatch.delenv("PGTI_FAULT")
+    _sweep(out, "--gpus", "2", "--strategies", "index,partitioned", *timeout)
+    assert len(read_results(out)) == (4 if status == "failed" else 2)
+
+
+def test_predicted_oom_is_skipped(tmp_path):
+    out = tmp_path / "r.csv"
+    argv = [
+        "--datasets",
+        "pems",
+        "--strategies",
+        "standard",
+        "--gpus",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert bench_run.main(argv) == 0
+    df = read_results(out)
+    assert list(df.status) == ["skipped"]
+    assert df.predicted_peak_node.iloc[0] > 100 * 2**30
+    assert "predicted peak" in df.error.iloc[0]
+
+
+@pytest.mark.slow
+def test_emulated_memory_matches_measured(tmp_path):
+    out = tmp_path / "r.csv"
+    common = [
+        "--gpus",
+        "2",
+        "--strategies",
+        "partitioned,standard",
+        "--alpha",
+        "1e-4",
+        "--beta",
+        "1e9",
+    ]
+    assert _sweep(out, *common) == 0
+    assert _sweep(out, *common, "--max-local-ranks", "1") == 0
+    df = read_results(out)
+    assert set(df.mode) == {"measured", "emulated"} and set(df.status) == {"ok"}
+    for strategy, rows in df.groupby("strategy"):
+        m = rows[rows["mode"] == "measured"].iloc[0]
+        e = rows[rows["mode"] == "emulated"].iloc[0]
+        assert (
+            abs(e.host_peak_pss_max_rank - m.host_peak_pss_max_rank)
+            <= 0.10 * m.host_peak_pss_max_rank
+        ), strategy
+        assert e.model_alpha_s == 1e-4 and e.model_beta_Bps == 1e9
+        assert e.epoch_s_mean > 0 and pd.isna(m.model_alpha_s)
+
+
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--gpus", "0"], "--gpus"),
+        (["--gpus", "a"], "--gpus"),
+        (["--epochs", "-1"], "--epochs"),
+        (["--strategies", "nope"], "--strategies"),
+        (["--datasets", "metr-la:nodes=x"], "--datasets"),
+        (["--datasets", "nope"], "--datasets"),
+        (["--out", "/proc/nope/r.csv"], "--out"),
+    ],
+)
+def test_bad_cli_values_exit_2_without_file(tmp_path, args, word):
+    argv = ["--out", str(tmp_path / "r.csv"), *args] if "--out" not in args else args
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.run", *argv], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert word in lines[-1] and "Traceback" not in res.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert (
+        bench_run.main(
+            ["--gpus", "1,8,128", "--datasets", "metr-la", "--out", str(out), "--dry-run"]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "emulated" in text and "measured" in text and "GiB" in text
+    assert not out.exists()
+
+
+def test_dataset_list_splitting():
+    assert bench_run.split_dataset_list("metr-la:nodes=5,steps=900,pems-bay") == [
+        "metr-la:nodes=5,steps=900",
+        "pems-bay",
+    ]
