@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.plan import SweepPoint
+from bench.worker import EXIT_OOM
 from pgti_core.dist.group import free_port
 from pgti_core.instruments.memory import HostMemorySampler
 
@@ -62,8 +63,19 @@ def _kill(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def run_point(point: SweepPoint, *, timeout_s: float, interval_s: float = 0.05) -> PointResult:
-    """Spawn ``point.local_ranks`` worker processes, wait, and classify the outcome."""
+def run_point(
+    point: SweepPoint,
+    *,
+    timeout_s: float,
+    interval_s: float = 0.05,
+    dask_workers: int = 2,
+    dask_scheduler: str | None = None,
+) -> PointResult:
+    """Spawn ``point.local_ranks`` worker processes, wait, and classify the outcome.
+
+    A ``standard-dask`` point joins ``dask_scheduler`` or gets a fresh ``LocalCluster`` of
+    ``dask_workers`` workers for itself, shut down after the point whatever its outcome.
+    """
     with tempfile.TemporaryDirectory(prefix="pgti-point-") as tmp:
         work = Path(tmp)
         (work / "point.json").write_text(json.dumps(asdict(point)))
@@ -73,7 +85,13 @@ def run_point(point: SweepPoint, *, timeout_s: float, interval_s: float = 0.05) 
         node = HostMemorySampler(interval_s=max(interval_s, 0.1))
         node.start()
         t0 = time.perf_counter()
+        cluster = client = None
         try:
+            if point.strategy == "standard-dask" and dask_scheduler is None:
+                from pgti_core.batching.dask_cluster import start_local_cluster
+
+                cluster, client = start_local_cluster(n_workers=dask_workers)
+                dask_scheduler = cluster.scheduler_address
             for r in range(point.local_ranks):
                 cmd = [
                     sys.executable,
@@ -88,6 +106,8 @@ def run_point(point: SweepPoint, *, timeout_s: float, interval_s: float = 0.05) 
                 ]
                 if point.mode == "emulated":
                     cmd += ["--emulate-rank", str(r)]
+                if dask_scheduler:
+                    cmd += ["--dask-scheduler", dask_scheduler]
                 log = open(work / f"rank{r}.log", "wb")  # noqa: SIM115 - closed with the process
                 procs.append(
                     subprocess.Popen(
@@ -104,13 +124,18 @@ def run_point(point: SweepPoint, *, timeout_s: float, interval_s: float = 0.05) 
             _kill(procs)
             node.stop()
             raise
+        finally:
+            if client is not None:
+                from pgti_core.batching.dask_cluster import shutdown
+
+                shutdown(client, cluster)
         wall = time.perf_counter() - t0
         mem = node.stop()
         node_peak = mem.above_baseline("pss")
         reports, errors = _collect(work, point)
-        if status == "ok" and errors:
-            status, error = errors[0]["status"], errors[0]["error"]
-        elif status != "ok" and errors:  # a rank's own account beats a bare exit code
+        # a rank's own account beats a bare exit code, but a rank that died of a signal wrote
+        # nothing: then its peers' errors are consequences and the signal is the cause
+        if errors and not error:
             status, error = errors[0]["status"], errors[0]["error"]
         if status == "ok" and len(reports) != point.local_ranks:
             status, error = (
@@ -143,8 +168,6 @@ def _wait(procs: list[subprocess.Popen], timeout_s: float, t0: float) -> tuple[s
 
 
 def _classify(code: int) -> tuple[str, str]:
-    from bench.worker import EXIT_OOM
-
     if code == -signal.SIGKILL:
         return "oom", "rank killed by SIGKILL (the kernel's OOM killer, most likely)"
     if code == EXIT_OOM:
@@ -158,7 +181,7 @@ def _collect(work: Path, point: SweepPoint) -> tuple[list[dict], list[dict]]:
         if not f.name.endswith(".error.json"):
             reports.extend(json.loads(f.read_text()))
     errors = [json.loads(f.read_text()) for f in sorted(work.glob("rank*.error.json"))]
-    errors.sort(key=lambda e: e["status"] != "oom")
+    errors.sort(key=lambda e: e["time"])  # the first failure is the cause; peers fail after it
     reports.sort(key=lambda r: r["rank"])
     return reports, errors
 

@@ -38,6 +38,7 @@ class SweepPoint:
     local_ranks: int
     backend: str
     device: str
+    dask_contiguous: bool = False
 
     @property
     def key(self) -> str:
@@ -60,6 +61,7 @@ class SweepPoint:
             lags=self.lags,
             horizon=self.horizon,
             max_steps=self.max_steps,
+            dask_contiguous=self.dask_contiguous,
         )
 
 
@@ -78,6 +80,7 @@ def plan_points(
     max_local_ranks: int,
     gpus_here: int,
     backend: str | None = None,
+    dask_contiguous: bool = False,
 ) -> list[SweepPoint]:
     """The full grid, datasets outermost and repeats innermost, each with its mode decided."""
     points = []
@@ -112,6 +115,7 @@ def plan_points(
                                 local_ranks=local,
                                 backend=be,
                                 device=dev,
+                                dask_contiguous=dask_contiguous and strategy == "standard-dask",
                             )
                         )
     return points
@@ -131,6 +135,8 @@ def analytic_bytes(point: SweepPoint, ds: DatasetSpec, rank: int = 0) -> dict[st
         n = len(starts)
         if point.strategy == "standard":
             total += n * spec.length * step
+        elif point.strategy == "standard-dask":
+            continue  # the windows live in the Dask cluster, see cluster_bytes
         elif point.strategy == "partitioned":
             block = n // point.world_size + (1 if rank < n % point.world_size else 0)
             total += (block + spec.length - 1) * step if block else 0
@@ -138,6 +144,15 @@ def analytic_bytes(point: SweepPoint, ds: DatasetSpec, rank: int = 0) -> dict[st
             total += (n + spec.length - 1) * step
     on_device = point.strategy == "gpu-index" and point.device == "cuda"
     return {"host": 0 if on_device else total, "device": total if on_device else 0}
+
+
+def cluster_bytes(point: SweepPoint, ds: DatasetSpec) -> int:
+    """``standard-dask``: the windows of every split persisted once in the cluster's memory."""
+    if point.strategy != "standard-dask":
+        return 0
+    spec = WindowSpec(point.lags, point.horizon)
+    step = ds.nodes * ds.features * FLOAT_BYTES
+    return sum(len(s) * spec.length * step for s in split_starts(ds.steps, spec).values())
 
 
 def transient_bytes(point: SweepPoint, ds: DatasetSpec) -> int:
@@ -155,7 +170,7 @@ def predict_node_peak(point: SweepPoint, ds: DatasetSpec, rank_baseline: int) ->
         rank_baseline + analytic_bytes(point, ds, r)["host"] + transient_bytes(point, ds)
         for r in range(point.local_ranks)
     ]
-    return int(sum(per_rank))
+    return int(sum(per_rank)) + cluster_bytes(point, ds)
 
 
 def with_mode(point: SweepPoint, **changes) -> SweepPoint:

@@ -13,6 +13,7 @@ import io
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -226,8 +227,11 @@ def check_writable(path: str | os.PathLike) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{path}: directory {parent} is not writable")
+    try:  # a real probe: access() says yes to root even where files cannot be made (/proc)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot create files in {parent} ({exc.strerror})") from None
 
 
 def _typed(column: pd.Series, kind: str) -> pd.Series:

@@ -117,6 +117,11 @@ def ok_row(
         device_peak_reserved=_max(d["peak"]["reserved"] for d in dev),
         device_peak_nvml=_max(d["peak"]["nvml"] for d in dev),
     )
+    strategies = [r["summary"]["strategy"] for r in reports]
+    row.update(
+        data_bytes_per_step=_max(st.get("data_bytes_per_step") for st in strategies),
+        cluster_memory_bytes=_max(st.get("cluster_memory_bytes") for st in strategies),
+    )
     best = first["best_val"]
     row.update(
         best_val_mae=best.get("mae"),

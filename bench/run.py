@@ -20,7 +20,7 @@ from bench.plan import SweepPoint, plan_points, predict_node_peak
 from bench.project import CommModel, load_calibration
 from bench.results import append_row, check_writable, finished_keys, new_run_id
 from bench.rows import failed_row, ok_row
-from pgti_core.batching.registry import STRATEGIES
+from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
 from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
 from pgti_core.instruments.system import describe_system, write_system_json
 from pgti_core.models.registry import MODELS
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--strategies",
-        type=_names(STRATEGIES),
+        type=_names(ALL_STRATEGIES),
         default=DEFAULTS["strategies"],
         help="batching strategies",
     )
@@ -170,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="all-reduce bandwidth in bytes/s (with --alpha)",
     )
+    p.add_argument(
+        "--dask-workers",
+        type=_positive,
+        default=2,
+        help="standard-dask: workers of the LocalCluster started for each point",
+    )
+    p.add_argument(
+        "--dask-scheduler-file",
+        type=Path,
+        default=None,
+        help="standard-dask: join this cluster (dask scheduler --scheduler-file) instead",
+    )
+    p.add_argument(
+        "--dask-contiguous",
+        action="store_true",
+        help="standard-dask: contiguous blocks per rank, only batch order shuffled (artifact variant)",
+    )
     p.add_argument("--force", action="store_true", help="re-run points already in the CSV")
     p.add_argument(
         "--dry-run",
@@ -205,7 +222,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
             setattr(
                 args,
                 name,
-                {"gpus": _int_list, "strategies": _names(STRATEGIES), "models": _names(MODELS)}[
+                {"gpus": _int_list, "strategies": _names(ALL_STRATEGIES), "models": _names(MODELS)}[
                     name
                 ](getattr(args, name)),
             )
@@ -219,6 +236,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
         parser.error("--alpha and --beta go together")
     if args.alpha is not None and args.alpha < 0:
         parser.error(f"--alpha: must be >= 0, got {args.alpha}")
+    if args.dask_scheduler_file is not None and not args.dask_scheduler_file.is_file():
+        parser.error(f"--dask-scheduler-file: no file at {args.dask_scheduler_file}")
+    if "standard-dask" in args.strategies:
+        try:
+            strategy_class("standard-dask")
+        except ValueError as exc:
+            parser.error(f"--strategies: {exc}")
     if args.calibration is not None and not args.calibration.is_file():
         parser.error(
             f"--calibration: no file at {args.calibration}; run python -m bench.calibrate --out {args.calibration}"
@@ -276,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         max_local_ranks=max_local,
         gpus_here=n_gpus,
         backend=args.backend,
+        dask_contiguous=args.dask_contiguous,
     )
     by_label = {d.text: d for d in datasets}
     predicted = {p.key: predict_node_peak(p, by_label[p.dataset], baseline) for p in points}
@@ -347,7 +372,13 @@ def run_one(
             f"predicted peak {predicted / 2**30:.1f} GiB exceeds available {budget / 2**30:.1f} GiB",
             predicted,
         )
-    res = run_point(point, timeout_s=args.timeout, interval_s=args.interval)
+    res = run_point(
+        point,
+        timeout_s=args.timeout,
+        interval_s=args.interval,
+        dask_workers=args.dask_workers,
+        dask_scheduler=str(args.dask_scheduler_file) if args.dask_scheduler_file else None,
+    )
     if res.status != "ok":
         return failed_row(point, ds, run, res.status, res.error, predicted)
     return ok_row(

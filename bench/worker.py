@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -68,7 +68,9 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def measure_rank(point: SweepPoint, world: World, interval_s: float) -> dict:
+def measure_rank(
+    point: SweepPoint, world: World, interval_s: float, dask_scheduler: str | None = None
+) -> dict:
     """Train ``point`` as ``world``'s rank with the memory instruments running; returns the report."""
     device_probe = DeviceMemoryMonitor(world.device) if world.device.type == "cuda" else None
     sampler = HostMemorySampler(
@@ -77,7 +79,8 @@ def measure_rank(point: SweepPoint, world: World, interval_s: float) -> dict:
     sampler.start()
     try:
         inject_fault(world.data_rank)
-        outcome = run(point.run_config(), world, phase=sampler.phase)
+        config = replace(point.run_config(), dask_scheduler=dask_scheduler)
+        outcome = run(config, world, phase=sampler.phase)
     finally:
         host = sampler.stop()
     device = device_probe.stop() if device_probe else DeviceMemoryMonitor("cpu").stop()
@@ -108,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--point", required=True, help="JSON file with the sweep point")
     p.add_argument("--report-dir", required=True, help="where rank reports are written")
+    p.add_argument("--dask-scheduler", default=None, help="standard-dask: scheduler to join")
     p.add_argument(
         "--emulate-rank",
         type=int,
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         rank = args.emulate_rank
         try:
             world = World(data_rank=rank, data_world=point.world_size, device=torch.device("cpu"))
-            report = measure_rank(point, world, args.interval)
+            report = measure_rank(point, world, args.interval, args.dask_scheduler)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a status
             return _fail(out, rank, exc)
         _write_json(out / f"rank{rank}.json", [report])
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             world = World(
                 env.rank, env.world_size, device_for(env, point.backend), ddp=env.world_size > 1
             )
-            report = measure_rank(point, world, args.interval)
+            report = measure_rank(point, world, args.interval, args.dask_scheduler)
             reports = gather_objects(report)
     except BaseException as exc:  # noqa: BLE001
         return _fail(out, env.rank, exc)
@@ -155,6 +159,7 @@ def _fail(out: Path, rank: int, exc: BaseException) -> int:
             "rank": rank,
             "status": "oom" if oom else "failed",
             "error": first_line(exc),
+            "time": time.time(),
             "traceback": traceback.format_exc(),
         },
     )

@@ -110,7 +110,9 @@ def test_partitioned_visits_every_train_start_once(series, world):
 
 
 def test_eval_shards_are_exact(series):
-    ranks = [_build("index", series, split="val", rank=r, world_size=3, shuffle=False) for r in range(3)]
+    ranks = [
+        _build("index", series, split="val", rank=r, world_size=3, shuffle=False) for r in range(3)
+    ]
     visited = np.concatenate([np.concatenate(s.plan()) for s in ranks])
     assert np.array_equal(visited, ranks[0].starts)
 

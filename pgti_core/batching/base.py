@@ -187,6 +187,9 @@ class Strategy(ABC):
             "resident_device_bytes": res["device"],
         }
 
+    def close(self) -> None:
+        """Release external resources (a Dask client, say); in-memory strategies hold none."""
+
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         if self.device.type == "cpu":
             return x, y

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -38,6 +38,10 @@ class RunConfig:
         lags, horizon: window geometry (default: the profile's).
         max_steps: cap on training steps per epoch (default: whole epoch).
         pin_memory: pinned host buffers for ``index`` on CUDA (default False).
+        dask_scheduler: ``standard-dask``: scheduler address or scheduler file to join (default:
+            the strategy starts its own local cluster).
+        dask_contiguous: ``standard-dask``: contiguous blocks per rank, only the batch order
+            shuffled (the artifact's batch-level shuffle; default False).
     """
 
     dataset: str = "metr-la"
@@ -51,6 +55,8 @@ class RunConfig:
     horizon: int | None = None
     max_steps: int | None = None
     pin_memory: bool = False
+    dask_scheduler: str | None = None
+    dask_contiguous: bool = False
 
     def validate(self) -> DatasetSpec:
         """Check every field; return the parsed dataset spec. Raises ``ValueError`` naming the field."""
@@ -141,73 +147,74 @@ def run(
     phase = phase or (lambda _name: nullcontext())
     dspec = config.validate()
     t0 = time.perf_counter()
-    with phase("prep"):
-        series = load_dataset(dspec, seed=config.seed)
-        spec = WindowSpec(config.lags or dspec.window.lags, config.horizon or dspec.window.horizon)
-        if spec.horizon > spec.lags and config.model == "dcrnn-paper":
-            raise ValueError(
-                "horizon: dcrnn-paper predicts one target step per input step; needs horizon <= lags"
+    with ExitStack() as cleanup:  # closes strategies, then their Dask cluster, whatever happens
+        with phase("prep"):
+            series = load_dataset(dspec, seed=config.seed)
+            spec = WindowSpec(
+                config.lags or dspec.window.lags, config.horizon or dspec.window.horizon
             )
-        splits = split_starts(series.num_steps, spec)
-        normalizer = _shared_stats(series.values, spec, splits["train"], world)
-        batch = config.batch_size or dspec.batch_size
-        common = dict(
-            batch_size=batch,
-            rank=world.data_rank,
-            world_size=world.data_world,
-            seed=config.seed,
-            device=world.device,
+            if spec.horizon > spec.lags and config.model == "dcrnn-paper":
+                raise ValueError(
+                    "horizon: dcrnn-paper predicts one target step per input step; "
+                    "needs horizon <= lags"
+                )
+            splits = split_starts(series.num_steps, spec)
+            normalizer = _shared_stats(series.values, spec, splits["train"], world)
+            batch = config.batch_size or dspec.batch_size
+            extra, release = _strategy_extras(config)
+            cleanup.callback(release)
+            strategies = {}
+            for split in ("train", "val", "test"):
+                strategies[split] = build_strategy(
+                    config.strategy,
+                    series,
+                    spec,
+                    splits[split],
+                    normalizer,
+                    batch_size=batch,
+                    rank=world.data_rank,
+                    world_size=world.data_world,
+                    seed=config.seed,
+                    device=world.device,
+                    shuffle=split == "train",
+                    **extra,
+                )
+                cleanup.callback(strategies[split].close)
+            torch.manual_seed(config.seed)
+            model = build_model(
+                config.model,
+                num_nodes=series.num_nodes,
+                num_features=series.num_features,
+                edge_index=series.edge_index,
+                edge_weight=series.edge_weight,
+                lags=spec.lags,
+                horizon=spec.horizon,
+            ).to(world.device)
+            if world.ddp:
+                ids = [world.device.index] if world.device.type == "cuda" else None
+                model = DistributedDataParallel(model, device_ids=ids)
+        prep_s = time.perf_counter() - t0
+        train, evals = strategies["train"], {k: strategies[k] for k in ("val", "test")}
+        result = fit(
+            model,
+            train,
+            evals["val"],
+            normalizer,
+            epochs=config.epochs,
+            lr=config.lr,
+            test=evals["test"],
+            reduce=world.reduce,
+            max_steps=config.max_steps,
+            phase=phase,
+            on_epoch=on_epoch,
         )
-        extra = {"pin_memory": config.pin_memory} if config.strategy == "index" else {}
-        train = build_strategy(
-            config.strategy, series, spec, splits["train"], normalizer, **common, **extra
-        )
-        evals = {
-            name: build_strategy(
-                config.strategy,
-                series,
-                spec,
-                splits[name],
-                normalizer,
-                **common,
-                **extra,
-                shuffle=False,
-            )
-            for name in ("val", "test")
-        }
-        torch.manual_seed(config.seed)
-        model = build_model(
-            config.model,
-            num_nodes=series.num_nodes,
-            num_features=series.num_features,
-            edge_index=series.edge_index,
-            edge_weight=series.edge_weight,
-            lags=spec.lags,
-            horizon=spec.horizon,
-        ).to(world.device)
-        if world.ddp:
-            ids = [world.device.index] if world.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=ids)
-    prep_s = time.perf_counter() - t0
-    result = fit(
-        model,
-        train,
-        evals["val"],
-        normalizer,
-        epochs=config.epochs,
-        lr=config.lr,
-        test=evals["test"],
-        reduce=world.reduce,
-        max_steps=config.max_steps,
-        phase=phase,
-        on_epoch=on_epoch,
-    )
+        strategy = train.describe()
     resident = {
         k: train.resident_bytes()[k] + sum(e.resident_bytes()[k] for e in evals.values())
         for k in ("host", "device")
     }
     strategy = dict(
-        train.describe(),
+        strategy,
         resident_host_bytes=resident["host"],
         resident_device_bytes=resident["device"],
         steps_per_epoch=len(train.plan()),
@@ -222,6 +229,26 @@ def run(
     }
     params = sum(p.numel() for p in model.parameters())
     return RunOutcome(config, spec, prep_s, result, strategy, dataset, normalizer, batch, params)
+
+
+def _strategy_extras(config: RunConfig) -> tuple[dict, Callable[[], None]]:
+    """Strategy-specific keyword arguments, and what to close after the run.
+
+    ``standard-dask`` joins the given scheduler, or starts one local cluster that its train, val
+    and test strategies share.
+    """
+    if config.strategy == "index":
+        return {"pin_memory": config.pin_memory}, lambda: None
+    if config.strategy != "standard-dask":
+        return {}, lambda: None
+    from pgti_core.batching.dask_cluster import connect, shutdown, start_local_cluster
+
+    if config.dask_scheduler:
+        client, cluster = connect(config.dask_scheduler), None
+    else:
+        cluster, client = start_local_cluster(n_workers=2)
+    extra = {"client": client, "contiguous": config.dask_contiguous}
+    return extra, lambda: shutdown(client, cluster)
 
 
 def _shared_stats(values, spec: WindowSpec, train_starts, world: World) -> Normalizer:

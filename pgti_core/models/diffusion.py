@@ -1,0 +1,118 @@
+"""Batched diffusion convolution (Li et al., "Diffusion Convolutional Recurrent Neural Network",
+ICLR 2018) and the dual random-walk supports it diffuses over.
+
+Convention (DCRNN's DCGRU): for each support ``S`` the terms follow the Chebyshev-like recursion
+``T_0 = X``, ``T_1 = S X``, ``T_k = 2 S T_{k-1} - T_{k-2}``, restarted from ``X`` for every support
+(the reference code carries ``x0`` over from one support to the next; we do not copy that slip).
+The output is ``sum_{s, k} T_k(S_s) X W[s, k] + b`` with ``W`` shaped ``[S, k + 1, C_in, C_out]``
+like PyTorch Geometric Temporal's ``DConv`` (whose ``K`` is our ``k + 1``): the ``k = 0`` term has
+one weight per support, so the PGT-I paper's cell has PGT's parameter count.
+
+Supports (``filter_type="dual_random_walk"``): ``D_out^-1 A`` and ``D_in^-1 A^T`` with
+``A[i, j]`` the weight of edge ``i -> j``; rows sum to 1 (rows of nodes without edges are 0).
+The reference code applies their transposes; the paper's formula, which we follow, does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from pgti_core.models.propagation import EdgeArray, GraphOperator, channel_mix, edge_tensors
+
+
+def _row_normalize(adj: Tensor) -> Tensor:
+    idx, val = adj.indices(), adj.values()
+    deg = torch.zeros(adj.size(0), dtype=val.dtype, device=val.device).index_add_(0, idx[0], val)
+    inv = torch.where(deg > 0, 1.0 / deg, torch.zeros_like(deg))
+    return torch.sparse_coo_tensor(
+        idx, val * inv[idx[0]], adj.shape, check_invariants=True
+    ).coalesce()
+
+
+def dual_random_walk_supports(
+    edge_index: EdgeArray,
+    edge_weight: EdgeArray | None,
+    num_nodes: int,
+) -> tuple[Tensor, Tensor]:
+    """Forward ``D_out^-1 A`` and reverse ``D_in^-1 A^T`` random-walk matrices, sparse COO float32.
+
+    Args:
+        edge_index (Tensor | ndarray): ``[2, E]`` (source, target) node ids.
+        edge_weight (Tensor | ndarray | None): ``[E]`` non-negative weights (``None``: all 1);
+            duplicate edges are summed.
+        num_nodes (int): N.
+    """
+    ei, ew = edge_tensors(edge_index, edge_weight, num_nodes)
+    if ew.numel() and float(ew.min()) < 0:
+        raise ValueError("edge_weight: random-walk supports need non-negative weights")
+    adj = torch.sparse_coo_tensor(ei, ew, (num_nodes, num_nodes), check_invariants=True).coalesce()
+    return _row_normalize(adj), _row_normalize(adj.t().coalesce())
+
+
+def diffusion_terms(x: Tensor, supports: Sequence[GraphOperator], k: int) -> Tensor:
+    """Stack ``X`` and ``T_1..T_k(S) X`` of every support: node-major ``x[N, ..., C, B]`` ->
+    ``[N, ..., 1 + len(supports) * k, C, B]``, each hop one matrix product for the whole batch."""
+    x = x.contiguous()  # once here, not in every product
+    terms = [x]
+    for op in supports if k > 0 else ():
+        prev, cur = x, op(x)
+        terms.append(cur)
+        for _ in range(2, k + 1):
+            prev, cur = cur, op.recur(cur, prev)
+            terms.append(cur)
+    return torch.stack(terms, dim=-3)
+
+
+class DiffusionConv(nn.Module):
+    """Diffusion convolution (Li et al., ICLR 2018) of a batch ``[B, N, C_in]`` in one pass per hop.
+
+    Args:
+        in_channels (int): C_in.
+        out_channels (int): C_out.
+        k (int, default 2): diffusion steps per support (Li et al.'s ``max_diffusion_step``).
+        num_supports (int, default 2): supports it expects (2 for the dual random walk).
+        bias (bool, default True): add a learned bias.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        k: int = 2,
+        num_supports: int = 2,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if k < 0:
+            raise ValueError(f"k: diffusion steps must be >= 0, got {k}")
+        self.in_channels, self.out_channels, self.k = in_channels, out_channels, k
+        self.num_supports = num_supports
+        self.weight = nn.Parameter(torch.empty(num_supports, k + 1, in_channels, out_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-normal weights over the stacked terms (as DCRNN), zero bias."""
+        nn.init.xavier_normal_(self.weight.view(-1, self.out_channels))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def weight_matrix(self, lo: int = 0, hi: int | None = None) -> Tensor:
+        """Weights of input channels ``[lo, hi)`` as one ``[(1 + S k) c, C_out]`` matrix matching
+        the flattened :func:`diffusion_terms` (the per-support ``k = 0`` weights are summed: they
+        all multiply X)."""
+        w = self.weight[:, :, lo:hi]
+        root = w[:, 0].sum(0, keepdim=True)
+        return torch.cat([root, w[:, 1:].flatten(0, 1)]).flatten(0, 1)
+
+    def forward(self, x: Tensor, supports: Sequence[GraphOperator]) -> Tensor:
+        """``x[B, N, C_in]`` -> ``[B, N, C_out]``."""
+        if x.dim() != 3 or x.size(-1) != self.in_channels:
+            raise ValueError(f"x: expected [B, N, {self.in_channels}], got {tuple(x.shape)}")
+        if len(supports) != self.num_supports:
+            raise ValueError(f"supports: expected {self.num_supports}, got {len(supports)}")
+        terms = diffusion_terms(x.permute(1, 2, 0), supports, self.k)
+        return channel_mix(terms.flatten(-3, -2), self.weight_matrix(), self.bias).permute(2, 0, 1)

@@ -1,0 +1,90 @@
+"""The GRU update shared by graph recurrent cells (DCGRU, Li et al. 2018; T-GCN, Zhao et al. 2019).
+
+Both replace the GRU's matmuls with a linear graph convolution of ``[x, h]``. Being linear, the
+convolution splits into an input share and a hidden share: the input share of the gates and the
+candidate is computed for a whole sequence in one pass (the inputs do not depend on the
+recurrence), and each step convolves only the hidden state. Tensors are node-major
+``[N, ..., C, B]`` (see :mod:`pgti_core.models.propagation`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def check_input(x: Tensor, num_nodes: int, num_features: int) -> None:
+    """Raise ``ValueError`` unless a model input ``x`` is ``[B, lags, num_nodes, num_features]``."""
+    if x.dim() != 4 or x.size(2) != num_nodes or x.size(3) != num_features:
+        raise ValueError(
+            f"x: expected [B, lags, {num_nodes}, {num_features}], got {tuple(x.shape)}"
+        )
+
+
+class GraphGRUCell(nn.Module):
+    """GRU cell over node-major graph signals; subclasses supply the graph convolution.
+
+    ``r, u = sigmoid(conv_g([x, h]))``, ``c = tanh(conv_c([x, r h]))``, ``h' = u h + (1 - u) c``.
+    A subclass implements :meth:`conv` (its graph convolution with a given channel-mixing matrix)
+    and says which matrices mix the input and the hidden channels.
+
+    Args:
+        input_size (int): input channels.
+        hidden_size (int): hidden channels H.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+
+    def conv(
+        self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
+    ) -> Tensor:
+        """Graph convolution of ``x[N, ..., C, B]`` mixed by ``weight``: -> ``[N, ..., O, B]``."""
+        raise NotImplementedError
+
+    def input_weights(self) -> tuple[Tensor, Tensor]:
+        """Mixing matrix and bias of the input share of gates and candidate (``3H`` outputs)."""
+        raise NotImplementedError
+
+    def hidden_weights(self) -> tuple[Tensor, Tensor]:
+        """Mixing matrices of the hidden share of the gates (``2H`` outputs) and candidate (``H``)."""
+        raise NotImplementedError
+
+    def input_part(self, x: Tensor, graph: nn.Module) -> Tensor:
+        """Input share of gates and candidate, biases included: ``[N, ..., C, B]`` -> ``[N, ..., 3H, B]``."""
+        return self.conv(x, graph, *self.input_weights())
+
+    def forward(
+        self,
+        x_gates: Tensor,
+        x_cand: Tensor,
+        h: Tensor,
+        graph: nn.Module,
+        weights: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """One step from the input shares ``x_gates[N, 2H, B]``, ``x_cand[N, H, B]`` and state
+        ``h[N, H, B]``; ``weights`` (:meth:`hidden_weights`) may be computed once per sequence."""
+        w_gates, w_cand = self.hidden_weights() if weights is None else weights
+        r, u = torch.sigmoid(x_gates + self.conv(h, graph, w_gates)).chunk(2, dim=-2)
+        c = torch.tanh(x_cand + self.conv(r * h, graph, w_cand))
+        return torch.lerp(c, h, u)
+
+    def _split(self, x_part: Tensor) -> tuple[Tensor, Tensor]:
+        return x_part.split([2 * self.hidden_size, self.hidden_size], dim=-2)
+
+    def step(self, x: Tensor, h: Tensor, graph: nn.Module) -> Tensor:
+        """One step from the input ``x[N, C, B]`` itself (decoders fed their own output)."""
+        return self(*self._split(self.input_part(x, graph)), h, graph)
+
+    def scan(self, x: Tensor, graph: nn.Module, h: Tensor | None = None) -> Tensor:
+        """Run over ``x[N, T, C, B]`` from ``h`` (zeros by default); returns states ``[N, T, H, B]``."""
+        if h is None:
+            h = x.new_zeros(x.size(0), self.hidden_size, x.size(-1))
+        weights = self.hidden_weights()
+        states = []
+        # unbind, not slicing: a slice's backward zero-fills the whole sequence at every step.
+        for x_part in self.input_part(x, graph).unbind(1):
+            h = self(*self._split(x_part), h, graph, weights)
+            states.append(h)
+        return torch.stack(states, dim=1)

@@ -1,0 +1,111 @@
+"""T-GCN (Zhao et al., "T-GCN: A Temporal Graph Convolutional Network for Traffic Prediction",
+IEEE T-ITS 2019): a GRU whose matmuls are GCN layers, then a linear head from the last state.
+
+The GCN matrix is PyTorch Geometric's ``GCNConv`` normalization ``D^-1/2 (A + I) D^-1/2`` (in
+degrees, messages flow source -> target), kept as one ``[N, N]`` operator applied to the whole
+batch in node-major layout instead of a per-sample copy of the edge index.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from pgti_core.models.graph_gru import GraphGRUCell, check_input
+from pgti_core.models.propagation import (
+    DENSE_THRESHOLD,
+    EdgeArray,
+    GraphOperator,
+    channel_mix,
+    edge_tensors,
+)
+
+
+def gcn_matrix(edge_index: EdgeArray, edge_weight: EdgeArray | None, num_nodes: int) -> Tensor:
+    """``GCNConv``'s normalized adjacency with self-loops as a sparse COO ``[N, N]`` (row = target).
+
+    Args:
+        edge_index (Tensor | ndarray): ``[2, E]`` (source, target).
+        edge_weight (Tensor | ndarray | None): ``[E]`` weights (``None``: all 1).
+        num_nodes (int): N.
+    """
+    # Imported here: torch_geometric costs ~2 s and ~130 MB, paid only by runs that build a T-GCN.
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    ei, ew = edge_tensors(edge_index, edge_weight, num_nodes)
+    ei, ew = gcn_norm(ei, ew, num_nodes, add_self_loops=True)
+    return torch.sparse_coo_tensor(
+        ei.flip(0), ew, (num_nodes, num_nodes), check_invariants=True
+    ).coalesce()
+
+
+class TGCNCell(GraphGRUCell):
+    """T-GCN cell: gates and candidate are ``A_hat [x, h] W + b`` (gate bias starts at 1, as in
+    the reference code); ``A_hat x`` is shared by both and done for a whole sequence at once.
+
+    Args:
+        input_size (int): input channels F.
+        hidden_size (int): hidden channels H.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__(input_size, hidden_size)
+        self.gates = nn.Linear(input_size + hidden_size, 2 * hidden_size)
+        self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
+        for lin, bias in ((self.gates, 1.0), (self.candidate, 0.0)):
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.constant_(lin.bias, bias)
+
+    def conv(
+        self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
+    ) -> Tensor:
+        return channel_mix(graph(x), weight, bias)
+
+    def input_weights(self) -> tuple[Tensor, Tensor]:
+        f = self.input_size
+        weight = torch.cat([self.gates.weight[:, :f], self.candidate.weight[:, :f]]).t()
+        return weight, torch.cat([self.gates.bias, self.candidate.bias])
+
+    def hidden_weights(self) -> tuple[Tensor, Tensor]:
+        f = self.input_size
+        return self.gates.weight[:, f:].t(), self.candidate.weight[:, f:].t()
+
+
+class TGCN(nn.Module):
+    """T-GCN over the input steps, then a linear map of the final state to ``horizon`` outputs.
+
+    Args:
+        num_nodes (int): N.
+        num_features (int): F.
+        edge_index (Tensor | ndarray): ``[2, E]`` (source, target).
+        edge_weight (Tensor | ndarray | None): ``[E]`` weights.
+        horizon (int): target steps predicted (feature 0).
+        hidden_size (int, default 64): GRU units.
+        dense_threshold (float, default ``DENSE_THRESHOLD``): density for a dense GCN matrix.
+    """
+
+    def __init__(
+        self,
+        num_nodes: int,
+        num_features: int,
+        edge_index: EdgeArray,
+        edge_weight: EdgeArray | None,
+        horizon: int,
+        hidden_size: int = 64,
+        dense_threshold: float = DENSE_THRESHOLD,
+    ) -> None:
+        super().__init__()
+        if horizon < 1 or hidden_size < 1:
+            raise ValueError(f"horizon, hidden_size: must be >= 1, got {horizon}, {hidden_size}")
+        self.num_nodes, self.num_features = num_nodes, num_features
+        self.gcn = GraphOperator(gcn_matrix(edge_index, edge_weight, num_nodes), dense_threshold)
+        self.cell = TGCNCell(num_features, hidden_size)
+        self.head = nn.Linear(hidden_size, horizon)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x[B, lags, N, F]`` -> ``[B, horizon, N, 1]``."""
+        check_input(x, self.num_nodes, self.num_features)
+        last = self.cell.scan(x.permute(2, 1, 3, 0), self.gcn)[:, -1]
+        return (
+            channel_mix(last, self.head.weight.t(), self.head.bias).permute(2, 1, 0).unsqueeze(-1)
+        )

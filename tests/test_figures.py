@@ -1,0 +1,188 @@
+"""bench.figures renders every paper artefact from small fixture rows and run summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import figures
+from bench.results import append_row, read_results
+
+SMALL = figures.SCALES["small"]
+PEMS_BAY, CHICKENPOX, WINDMILL = (SMALL.quality[k] for k in figures.QUALITY)
+MIB = 1 << 20
+
+
+def _row(dataset: str, strategy: str, world: int = 1, repeat: int = 0, **kw) -> dict:
+    row = dict(
+        run_id="r1", status="ok", mode="measured", strategy=strategy, model=figures.MODEL,
+        dataset=dataset, nodes=20, steps=522, features=1, lags=4, horizon=4, world_size=world,
+        batch_per_rank=4, epochs=2, device="cpu: test", repeat=repeat, point_key=f"{dataset}{strategy}{world}{repeat}",
+        total_s=10.0 + repeat, epoch_s_std=0.1, host_peak_pss_max_rank=(900 if strategy == "standard" else 400) * MIB,
+        host_baseline_pss=350 * MIB, best_val_mae=2.5 + 0.01 * repeat,
+    )  # fmt: skip
+    row.update(kw)
+    return row
+
+
+def _csv(path: Path, rows: list[dict]):
+    for r in rows:
+        append_row(path, r)
+    return read_results(path)
+
+
+def _summary(dataset: str, strategy: str, maes: list[float]) -> dict:
+    return {
+        "config": {"dataset": dataset, "strategy": strategy},
+        "epochs": [{"epoch": i, "val": {"mae": m}} for i, m in enumerate(maes)],
+    }
+
+
+def _nonempty(paths: list[Path]) -> None:
+    assert paths
+    for p in paths:
+        assert p.is_file() and p.stat().st_size > 0, p
+
+
+def test_figure5_renders_png_and_svg(tmp_path):
+    maes = [3.0, 2.6, 2.4]
+    runs = [
+        _summary(d, s, maes)
+        for d in (PEMS_BAY, CHICKENPOX, WINDMILL)
+        for s in ("standard", "index")
+    ]
+    paths = figures.figure5(runs, tmp_path)
+    _nonempty(paths)
+    assert {p.name for p in paths} == {"figure5.png", "figure5.svg"}
+    assert figures.val_curves(runs)[CHICKENPOX] == {"standard": maes, "index": maes}
+
+
+def test_figure5_without_runs_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="summaries"):
+        figures.figure5([], tmp_path)
+
+
+def test_table3_means_and_cut_and_left_out_rows(tmp_path):
+    rows = [
+        _row(d, s, repeat=r)
+        for d in (CHICKENPOX, PEMS_BAY)
+        for s in ("standard", "index")
+        for r in range(3)
+    ]
+    rows.append(_row(CHICKENPOX, "index", repeat=3, status="failed", error="boom", total_s=None))
+    df = _csv(tmp_path / "t3.csv", rows)
+    paths = figures.table3(df, tmp_path / "out", {CHICKENPOX: "Chickenpox"})
+    _nonempty(paths)
+    md = (tmp_path / "out" / "table3.md").read_text()
+    assert "| Chickenpox | index | 3 | 11 ± 1 |" in md  # failed repeat excluded from the mean
+    assert "index cuts the peak by 55.6%" in md  # 1 - 400/900
+    assert "status=failed: boom" in md
+
+
+def test_table4_says_when_no_gpu_was_present(tmp_path):
+    rows = [_row("pems", s, repeat=r) for s in ("index", "gpu-index") for r in range(2)]
+    df = _csv(tmp_path / "t4.csv", rows)
+    _nonempty(figures.table4(df, tmp_path))
+    md = (tmp_path / "table4.md").read_text()
+    assert "No GPU was present" in md and "n/a" in md
+    gpu = _csv(
+        tmp_path / "t4g.csv",
+        [_row("pems", "gpu-index", device="NVIDIA H100", device_peak_allocated=5 * MIB)],
+    )
+    figures.table4(gpu, tmp_path / "gpu")
+    md = (tmp_path / "gpu" / "table4.md").read_text()
+    assert "kept the series on the GPU" in md and "5 MiB" in md
+
+
+def test_figure7_measured_and_emulated_points(tmp_path):
+    rows = []
+    for s, t1 in (("standard", 100.0), ("index", 60.0)):
+        for w in (1, 2, 4, 8, 16, 32, 64, 128):
+            mode = "measured" if w <= 2 else "emulated"
+            rows.append(
+                _row("pems", s, world=w, mode=mode, total_s=t1 / w**0.5, point_key=f"{s}{w}")
+            )
+    rows.append(_row("pems", "index", world=128, status="skipped", error="too big", point_key="x"))
+    paths = figures.figure7(_csv(tmp_path / "f7.csv", rows), tmp_path)
+    _nonempty(paths)
+    assert {p.name for p in paths} == {"figure7.png", "figure7.svg"}
+
+
+def test_figure7_prefers_standard_dask_and_gpu_index():
+    present = {"standard", "standard-dask", "index", "gpu-index"}
+    assert figures._pick(present, figures.STANDARD_DDP) == "standard-dask"
+    assert figures._pick(present, figures.DISTRIBUTED_INDEX) == "gpu-index"
+    assert figures._pick({"standard", "index"}, figures.DISTRIBUTED_INDEX) == "index"
+
+
+def test_figure7_without_ok_rows_is_an_error(tmp_path):
+    df = _csv(tmp_path / "f7.csv", [_row("pems", "index", status="failed", error="x")])
+    with pytest.raises(ValueError, match="no ok rows"):
+        figures.figure7(df, tmp_path)
+
+
+def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
+    data = tmp_path / "results" / "small"
+    for d in (PEMS_BAY, CHICKENPOX, WINDMILL):
+        for s in ("standard", "index"):
+            path = figures.figure5_path(data / "figure5", d, s, SMALL.figure5_epochs)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(_summary(d, s, [2.0, 1.5])))
+    _csv(
+        data / "table3.csv",
+        [_row(d, s) for d in (PEMS_BAY, CHICKENPOX) for s in ("standard", "index")],
+    )
+    _csv(data / "table4.csv", [_row(SMALL.pems, s) for s in ("index", "gpu-index")])
+    _csv(data / "figure7.csv", [_row(SMALL.pems, s, world=w, point_key=f"{s}{w}")
+                                for s in ("standard", "index") for w in (1, 2)])  # fmt: skip
+    out = tmp_path / "plots"
+    rc = figures.main(["--no-run", "--results", str(tmp_path / "results"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    for name in ("figure5.png", "table3.md", "table3.csv", "table4.md", "figure7.png"):
+        assert (out / name).stat().st_size > 0, name
+    err = capsys.readouterr().err
+    assert err.count(": done in") == 4
+
+
+def test_cli_no_run_without_data_fails_per_stage(tmp_path, capsys):
+    rc = figures.main(
+        [
+            "--no-run",
+            "--results",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--only",
+            "table3,figure5",
+        ]
+    )
+    assert rc == 1
+    assert "failed: table3, figure5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--scale", "huge"], ["--only", "figure6"], ["--only", ""]],
+)
+def test_cli_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as exc:
+        figures.main(argv)
+    assert exc.value.code == 2
+
+
+def test_cli_out_must_be_a_directory(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        figures.main(["--out", str(f), "--no-run"])
+    assert exc.value.code == 2
+
+
+def test_scales_parse_and_small_is_smallest():
+    for scale in figures.SCALES.values():
+        for spec in [*scale.quality.values(), scale.pems]:
+            figures._label(spec)  # raises on a bad spec
+    small, full = figures.SCALES["small"], figures.SCALES["full"]
+    assert small.figure5_epochs < full.figure5_epochs
