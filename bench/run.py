@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 from tqdm import tqdm
 
 from bench.baseline import measure_rank_baseline
+from bench.cluster import cluster_sweep
 from bench.launch import run_point
 from bench.plan import SweepPoint, plan_points, predict_node_peak
 from bench.project import CommModel, load_calibration
@@ -22,6 +24,7 @@ from bench.results import append_row, check_writable, finished_keys, new_run_id
 from bench.rows import failed_row, ok_row
 from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
 from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
+from pgti_core.dist.env import DistEnv, detect_env
 from pgti_core.instruments.system import describe_system, write_system_json
 from pgti_core.models.registry import MODELS
 
@@ -279,8 +282,24 @@ def comm_model(args: argparse.Namespace, quiet: bool) -> CommModel:
     return load_calibration(path)
 
 
+def run_info(n_gpus: int) -> dict:
+    """Fields shared by every row of this invocation (run id, git sha, device name, cores)."""
+    system = describe_system()
+    return {
+        "run_id": new_run_id(),
+        "git_sha": system.get("git_sha"),
+        "cores": len(os.sched_getaffinity(0)),
+        "device_name": (system.get("gpus") or [{}])[0].get("name")
+        if n_gpus
+        else f"cpu: {system.get('cpu_model', 'unknown')}",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args, datasets = parse_args(argv)
+    env = detect_env()
+    if env.world_size > 1:
+        return main_cluster(args, datasets, env)
     baseline = measure_rank_baseline()
     avail = psutil.virtual_memory().available
     n_gpus = gpus_here()
@@ -310,15 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     done = set() if args.force else finished_keys(args.out, statuses=DONE_STATUSES)
     todo = [p for p in points if p.key not in done]
-    system = describe_system()
-    run = {
-        "run_id": new_run_id(),
-        "git_sha": system.get("git_sha"),
-        "cores": len(os.sched_getaffinity(0)),
-        "device_name": (system.get("gpus") or [{}])[0].get("name")
-        if n_gpus
-        else f"cpu: {system.get('cpu_model', 'unknown')}",
-    }
+    run = run_info(n_gpus)
     write_system_json(
         args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
         extra={"rank_baseline_pss": baseline, "points": len(todo)},
@@ -351,6 +362,51 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quiet:
         print(f"wrote {len(todo)} rows to {args.out}", file=sys.stderr)
     return 0
+
+
+def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: DistEnv) -> int:
+    """Under torchrun/srun/mpiexec: this process is rank ``env.rank`` of the allocation's world."""
+    if env.world_size not in args.gpus and env.is_main:
+        print(
+            f"--gpus {args.gpus}: running the allocation's world size {env.world_size}",
+            file=sys.stderr,
+        )
+    n_gpus = gpus_here()
+    points = plan_points(
+        datasets,
+        args.strategies,
+        args.models,
+        [env.world_size],
+        repeats=args.repeats,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        ranks_per_node=env.local_world_size,
+        max_local_ranks=env.world_size,
+        gpus_here=0,
+        backend=args.backend,
+        dask_contiguous=args.dask_contiguous,
+    )
+    device = "cuda" if n_gpus else "cpu"
+    backend = args.backend or ("nccl" if n_gpus else "gloo")
+    points = [
+        replace(
+            p,
+            ranks_per_node=env.local_world_size,
+            local_ranks=env.local_world_size,
+            device=device,
+            backend=backend,
+        )
+        for p in points
+    ]
+    run = run_info(n_gpus)
+    if env.is_main:
+        write_system_json(
+            args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
+            extra={"launcher": env.launcher, "world_size": env.world_size},
+        )
+    return cluster_sweep(args, points, {d.text: d for d in datasets}, run, env)
 
 
 def run_one(

@@ -68,7 +68,14 @@ def test_sweep_rows_and_resume(tmp_path):
 def test_failures_become_statuses_and_sweep_goes_on(tmp_path, monkeypatch, fault, status, text):
     monkeypatch.setenv("PGTI_FAULT", fault)
     out = tmp_path / "r.csv"
-    args = ["--gpus", "1,2", "--strategies", "index", "--timeout", "15" if fault == "hang" else "120"]
+    args = [
+        "--gpus",
+        "1,2",
+        "--strategies",
+        "index",
+        "--timeout",
+        "15" if fault == "hang" else "120",
+    ]
     assert _sweep(out, *args) == 0
     df = read_results(out).set_index("world_size")
     assert len(df) == 2
@@ -177,3 +184,34 @@ def test_dataset_list_splitting():
         "metr-la:nodes=5,steps=900",
         "pems-bay",
     ]
+
+
+@pytest.mark.slow
+def test_cluster_mode_under_torchrun(tmp_path):
+    import os
+
+    out = tmp_path / "r.csv"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "bench.run",
+        "--gpus",
+        "2",
+        *BASE,
+        "--strategies",
+        "index",
+        "--out",
+        str(out),
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = read_results(out)
+    assert len(df) == 1 and df.status.iloc[0] == "ok"
+    assert df.world_size.iloc[0] == 2 and df.ranks_per_node.iloc[0] == 2
+    assert df.host_peak_node.iloc[0] > df.host_peak_pss_max_rank.iloc[0]

@@ -192,7 +192,8 @@ def run(
             ).to(world.device)
             if world.ddp:
                 ids = [world.device.index] if world.device.type == "cuda" else None
-                model = DistributedDataParallel(model, device_ids=ids)
+                # the graph buffers never change: no need to re-broadcast them every forward
+                model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
         prep_s = time.perf_counter() - t0
         train, evals = strategies["train"], {k: strategies[k] for k in ("val", "test")}
         result = fit(
