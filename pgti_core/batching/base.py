@@ -187,7 +187,7 @@ class Strategy(ABC):
             "resident_device_bytes": res["device"],
         }
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a deliberate no-op default, not an abstract hook
         """Release external resources (a Dask client, say); in-memory strategies hold none."""
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:

@@ -20,6 +20,29 @@ from pgti_core.batching.dask_cluster import cluster_memory_bytes, shutdown, star
 from pgti_core.batching.partitioned import PartitionedStrategy
 
 
+def _lazy_windows(seg: da.Array, offsets: np.ndarray, start: int, stop: int) -> da.Array:
+    """Steps ``[start, stop)`` of the windows of one-chunk ``seg`` at ``offsets``, as
+    ``[len(offsets), stop - start, N, F]``. Only NumPy/Dask functions run on the workers."""
+    n, *tail = seg.shape
+    view = seg.map_blocks(
+        np.lib.stride_tricks.sliding_window_view,
+        window_shape=stop,
+        axis=0,
+        new_axis=len(seg.shape),
+        chunks=((n - stop + 1,), *((d,) for d in tail), (stop,)),
+        dtype=np.float32,
+    )
+    cut = da.moveaxis(view[..., start:stop][offsets], -1, 1)
+    return cut.map_blocks(np.ascontiguousarray, dtype=np.float32)
+
+
+def _take_rows(arr: da.Array, uniq: np.ndarray) -> da.Array:
+    """``arr[uniq]`` for sorted unique rows; a run of consecutive rows becomes a plain slice."""
+    if uniq[-1] - uniq[0] + 1 == len(uniq):
+        return arr[int(uniq[0]) : int(uniq[-1]) + 1]
+    return arr[uniq]
+
+
 class DaskStandardStrategy(Strategy):
     """Standard batching with the windows persisted in a Dask cluster; each step gathers its batch.
 
@@ -67,26 +90,15 @@ class DaskStandardStrategy(Strategy):
         """The normalized steps ``[t0, t1)`` as a Dask array whose chunks live on the workers."""
         pieces = []
         for _, block in load_normalized(self.series.values, t0, t1, self.normalizer):
-            for a in range(0, len(block), self.chunk_samples):
-                part = block[a : a + self.chunk_samples]
-                future = self.client.scatter(part, hash=False)
-                pieces.append(da.from_delayed(future, part.shape, dtype=np.float32))
+            parts = [
+                block[a : a + self.chunk_samples] for a in range(0, len(block), self.chunk_samples)
+            ]
+            futures = self.client.scatter(parts, hash=False)  # spread over the workers
+            pieces += [
+                da.from_delayed(f, p.shape, dtype=np.float32)
+                for f, p in zip(futures, parts, strict=True)
+            ]
         return da.concatenate(pieces, axis=0)
-
-    def _windows(self, seg: da.Array, offsets: np.ndarray, start: int, stop: int) -> da.Array:
-        """Steps ``[start, stop)`` of the windows of one-chunk ``seg`` at ``offsets``, as
-        ``[len(offsets), stop - start, N, F]``. Only NumPy/Dask functions run on the workers."""
-        n, *tail = seg.shape
-        view = seg.map_blocks(
-            np.lib.stride_tricks.sliding_window_view,
-            window_shape=stop,
-            axis=0,
-            new_axis=len(seg.shape),
-            chunks=((n - stop + 1,), *((d,) for d in tail), (stop,)),
-            dtype=np.float32,
-        )
-        cut = da.moveaxis(view[..., start:stop][offsets], -1, 1)
-        return cut.map_blocks(np.ascontiguousarray, dtype=np.float32)
 
     def _build(self) -> None:
         lags, length = self.spec.lags, self.spec.length
@@ -98,8 +110,8 @@ class DaskStandardStrategy(Strategy):
             offsets = rel[a : a + self.chunk_samples]
             lo, hi = int(offsets[0]), int(offsets[-1]) + length
             seg = norm[lo:hi].rechunk({0: -1}, method="tasks")
-            xs.append(self._windows(seg, offsets - lo, 0, lags))
-            ys.append(self._windows(seg, offsets - lo, lags, length))
+            xs.append(_lazy_windows(seg, offsets - lo, 0, lags))
+            ys.append(_lazy_windows(seg, offsets - lo, lags, length))
         x, y = da.concatenate(xs), da.concatenate(ys)
         self._x, self._y = self.client.persist([x, y])
         with self.client.as_current():
@@ -123,11 +135,6 @@ class DaskStandardStrategy(Strategy):
         return super().local_starts()
 
     # ----- per step: gather the batch's rows from the cluster --------------------------------------
-    def _select(self, arr: da.Array, uniq: np.ndarray) -> da.Array:
-        if uniq[-1] - uniq[0] + 1 == len(uniq):
-            return arr[int(uniq[0]) : int(uniq[-1]) + 1]
-        return arr[uniq]
-
     def batch(self, starts: np.ndarray) -> Batch:
         if self._x is None:
             raise ValueError("strategy: closed; build a new one")
@@ -135,7 +142,7 @@ class DaskStandardStrategy(Strategy):
         uniq, inverse = np.unique(rows, return_inverse=True)
         tic = time.perf_counter()
         x, y = self.client.compute(
-            [self._select(self._x, uniq), self._select(self._y, uniq)], sync=True
+            [_take_rows(self._x, uniq), _take_rows(self._y, uniq)], sync=True
         )
         self._step_seconds.append(time.perf_counter() - tic)
         self._step_bytes.append(int(x.nbytes + y.nbytes))
@@ -143,7 +150,8 @@ class DaskStandardStrategy(Strategy):
 
     # ----- reporting and teardown ----------------------------------------------------------------
     def gather_stats(self) -> dict:
-        """Bytes and seconds of the per-step gathers so far (means over steps, and per step)."""
+        """Bytes and seconds of the per-step gathers so far (means over steps, and per step); a gather's
+        seconds cover building its graph, scheduling it and fetching the rows."""
         steps = len(self._step_bytes)
         return {
             "gather_steps": steps,
