@@ -7,16 +7,18 @@ Emulated points get their epoch time projected with the communication model.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from statistics import mean
 
 from bench.plan import SweepPoint, analytic_bytes
 from bench.project import CommModel, project_epoch
-from bench.results import new_run_id, utc_now  # noqa: F401 - re-exported for callers
+from bench.results import utc_now
 from pgti_core import __version__
 from pgti_core.data.datasets import DatasetSpec
 
 
-def _max(values):
+def _max(values: Iterable[float | None]) -> float | None:
+    """Largest of the values that are present (``None`` when none is)."""
     vals = [v for v in values if v is not None]
     return max(vals) if vals else None
 
@@ -46,16 +48,8 @@ def identity(point: SweepPoint, run: dict, status: str, error: str = "") -> dict
         "batch_per_rank": point.batch_size,
         "global_batch": point.batch_size * point.world_size,
         "epochs": point.epochs,
-        "oversubscribed": point.local_ranks > (run.get("cores") or platform_cores()),
+        "oversubscribed": point.local_ranks > run["cores"],
     }
-
-
-def platform_cores() -> int:
-    import os
-
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
 
 
 def failed_row(
@@ -135,7 +129,7 @@ def ok_row(
         notes.append(f"device memory: {dev[0]['reason']}")
     if row["oversubscribed"]:
         notes.append(
-            f"oversubscribed: {point.local_ranks} ranks on {platform_cores()} cores, times do not measure scaling"
+            f"oversubscribed: {point.local_ranks} ranks on {run['cores']} cores, times do not measure scaling"
         )
     val_s = _max(mean(r["val_s"]) for r in reports) or 0.0
     if point.mode == "measured":

@@ -16,6 +16,7 @@ import psutil
 from tqdm import tqdm
 
 from bench.baseline import measure_rank_baseline
+from bench.cli import int_list, names, positive_float, positive_int
 from bench.cluster import cluster_sweep
 from bench.launch import run_point
 from bench.plan import SweepPoint, plan_points, predict_node_peak
@@ -38,51 +39,6 @@ MEMORY_MARGIN = 0.9
 DONE_STATUSES = ("ok", "oom", "skipped")
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
-    return values
-
-
-def _names(known) -> callable:
-    def parse(text: str) -> list[str]:
-        names = [v.strip() for v in text.split(",") if v.strip()]
-        bad = [n for n in names if n not in known]
-        if not names or bad:
-            raise argparse.ArgumentTypeError(
-                f"unknown {bad or text!r}; choose from {', '.join(known)}"
-            )
-        return names
-
-    return parse
-
-
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -91,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gpus",
-        type=_int_list,
+        type=int_list,
         default=DEFAULTS["gpus"],
         help="world sizes to sweep (ranks; GPUs on a GPU host)",
     )
@@ -102,35 +58,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--strategies",
-        type=_names(ALL_STRATEGIES),
+        type=names(ALL_STRATEGIES),
         default=DEFAULTS["strategies"],
         help="batching strategies",
     )
-    p.add_argument("--models", type=_names(MODELS), default=DEFAULTS["models"], help="models")
-    p.add_argument("--epochs", type=_positive, default=1)
+    p.add_argument("--models", type=names(MODELS), default=DEFAULTS["models"], help="models")
+    p.add_argument("--epochs", type=positive_int, default=1)
     p.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="samples per rank per step (default: the dataset profile's)",
     )
     p.add_argument(
         "--max-steps",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="cap on training steps per epoch (default: whole epoch)",
     )
-    p.add_argument("--repeats", type=_positive, default=1)
+    p.add_argument("--repeats", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--ranks-per-node",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="ranks per node of the emulated/cluster world (default: GPUs here, else 4)",
     )
     p.add_argument(
         "--max-local-ranks",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="most CPU ranks run for real here (default: from free memory and the measured idle-rank cost)",
     )
@@ -148,12 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=1800.0,
         help="seconds per point before it is killed",
     )
     p.add_argument(
-        "--interval", type=_positive_float, default=0.05, help="memory sampling interval in seconds"
+        "--interval", type=positive_float, default=0.05, help="memory sampling interval in seconds"
     )
     p.add_argument(
         "--calibration",
@@ -169,13 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--beta",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="all-reduce bandwidth in bytes/s (with --alpha)",
     )
     p.add_argument(
         "--dask-workers",
-        type=_positive,
+        type=positive_int,
         default=2,
         help="standard-dask: workers of the LocalCluster started for each point",
     )
@@ -225,7 +181,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
             setattr(
                 args,
                 name,
-                {"gpus": _int_list, "strategies": _names(ALL_STRATEGIES), "models": _names(MODELS)}[
+                {"gpus": int_list, "strategies": names(ALL_STRATEGIES), "models": names(MODELS)}[
                     name
                 ](getattr(args, name)),
             )
