@@ -1,9 +1,12 @@
-"""standard-dask cuts the same windows as standard, samples as promised, and leaves no workers behind."""
+"""standard-dask cuts the same windows as standard, samples as promised, shares one persisted copy
+between ranks on a cluster, and leaves no workers behind."""
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psutil
@@ -13,9 +16,15 @@ from conftest import random_series
 
 pytest.importorskip("distributed")
 
+from distributed import futures_of  # noqa: E402
+
 from pgti_core.batching import WindowSpec, split_starts  # noqa: E402
 from pgti_core.batching.dask_cluster import cluster_memory_bytes, connect, dask_client  # noqa: E402
-from pgti_core.batching.dask_standard import DaskStandardStrategy, gather_model  # noqa: E402
+from pgti_core.batching.dask_standard import (  # noqa: E402
+    DaskStandardStrategy,
+    dataset_name,
+    gather_model,
+)
 from pgti_core.batching.registry import strategy_class  # noqa: E402
 from pgti_core.data.normalize import train_window_stats  # noqa: E402
 from pgti_core.data.series import Series  # noqa: E402
@@ -200,12 +209,93 @@ def test_bad_input_is_rejected(client, series):
         _build("standard-dask", Series(bad, series.edge_index, series.edge_weight), client=client)
 
 
-def test_scheduler_file_client_leaves_the_cluster_running(client, tmp_path):
+@pytest.mark.parametrize("by", ["file", "address"])
+def test_joining_client_leaves_the_cluster_running(client, tmp_path, by):
     path = tmp_path / "scheduler.json"
     path.write_text(json.dumps({"address": client.scheduler.address}))
-    with dask_client(scheduler_file=path) as other:
+    with dask_client(scheduler=path if by == "file" else client.scheduler.address) as other:
         assert len(other.scheduler_info()["workers"]) == 2
     assert other.status == "closed"
     assert len(client.scheduler_info()["workers"]) == 2  # only the client was closed
-    with pytest.raises(ValueError, match="scheduler_file"):
+    with pytest.raises(ValueError, match="scheduler"):
         connect(tmp_path / "missing.json")
+
+
+def _keys(strategy: DaskStandardStrategy) -> set:
+    return {f.key for f in futures_of([strategy._x, strategy._y])}
+
+
+def _stored_bytes(client) -> int:
+    """Bytes of every key held in the cluster, as the scheduler counts them."""
+    return int(sum(client.nbytes(summary=True).values()))
+
+
+def test_ranks_share_one_persisted_copy(client):
+    s = random_series(seed=7)  # data no other test publishes
+    per_window = SPEC.length * s.num_nodes * s.num_features * 4
+    other = connect(client.scheduler.address)  # rank 1 joins as its own process would
+    try:
+        r0 = _build("standard-dask", s, client=client, rank=0, world_size=2, chunk_samples=40)
+        stored = _stored_bytes(client)
+        r1 = _build("standard-dask", s, client=other, rank=1, world_size=2, chunk_samples=40)
+        assert r0.built_here and not r1.built_here
+        assert r0.dataset == r1.dataset and r0.dataset in client.list_datasets()
+        assert _keys(r0) == _keys(r1)
+        one_copy = len(r0.starts) * per_window
+        assert r0.describe()["cluster_data_bytes"] == one_copy
+        assert r1.describe()["cluster_data_bytes"] == one_copy
+        assert _stored_bytes(client) <= stored  # rank 1 added nothing to the cluster
+        std = _build("standard", s)
+        r0.close()  # the builder leaves first; rank 1's copy stays published and usable
+        assert r0.dataset is None and r1.dataset in client.list_datasets()
+        for picks in (r1.plan()[0], std.starts[::7][::-1]):
+            xs, ys = std.batch(picks)
+            xd, yd = r1.batch(picks)
+            assert torch.equal(xs, xd) and torch.equal(ys, yd)
+        name = r1.dataset
+        r1.close()  # the last sharer unpublishes
+        assert name not in client.list_datasets()
+    finally:
+        other.close()
+
+
+def test_dataset_name_tells_different_windows_apart(series):
+    splits = split_starts(series.num_steps, SPEC)
+    norm = train_window_stats(series.values, SPEC, splits["train"])
+    base = dataset_name(series, SPEC, splits["train"], norm, 256)
+    assert base == dataset_name(series, SPEC, splits["train"].copy(), norm, 256)
+    shifted = np.array(series.values)
+    shifted[-1] += 1  # same name and shape, other readings
+    twin = Series(shifted, series.edge_index, series.edge_weight, name=series.name)
+    others = [
+        dataset_name(series, SPEC, splits["val"], norm, 256),
+        dataset_name(series, WindowSpec(lags=12, horizon=6), splits["train"], norm, 256),
+        dataset_name(series, SPEC, splits["train"], type(norm)(norm.mean, 2 * norm.std), 256),
+        dataset_name(series, SPEC, splits["train"], norm, 64),
+        dataset_name(twin, SPEC, splits["train"], norm, 256),
+    ]
+    assert len({base, *others}) == 6
+    with pytest.raises(ValueError, match="shared_name"):
+        _build("standard-dask", series, client=None, shared_name="")
+
+
+def test_concurrent_ranks_build_once(client):
+    s = random_series(seed=8)
+    clients = [connect(client.scheduler.address) for _ in range(2)]
+    start = threading.Barrier(2)
+
+    def rank(r: int) -> DaskStandardStrategy:
+        start.wait()
+        return _build("standard-dask", s, client=clients[r], rank=r, world_size=2)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            ranks = list(pool.map(rank, range(2)))
+        assert sorted(r.built_here for r in ranks) == [False, True]
+        assert _keys(ranks[0]) == _keys(ranks[1])
+        for r in ranks:
+            r.close()
+        assert ranks[0].dataset is None
+    finally:
+        for c in clients:
+            c.close()

@@ -1,13 +1,15 @@
 """The paper's standard-DDP baseline: every window materialized in a Dask cluster's memory.
 
 PGT-I's baseline stacks all input/target windows (~(lags + horizon)x the series) as Dask arrays,
-persists them in the cluster's distributed memory, and every step gathers its batch's windows from
-the cluster. Here the windows are cut lazily from the normalized series, in chunks of whole samples,
-and persisted; ``batch`` fetches exactly the requested rows, so batches equal ``standard``'s bit for bit.
+persists them once in the cluster's distributed memory, and every step gathers its batch's windows
+from the cluster. Here the windows are cut lazily from the normalized series, in chunks of whole
+samples, and persisted by the first rank to arrive; the other ranks on that cluster share the same
+published copy. ``batch`` fetches exactly the requested rows, so batches equal ``standard``'s bit for bit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import dask.array as da
@@ -16,8 +18,41 @@ import torch
 from distributed import Client, futures_of, wait
 
 from pgti_core.batching.base import Batch, Strategy, load_normalized
-from pgti_core.batching.dask_cluster import cluster_memory_bytes, shutdown, start_local_cluster
+from pgti_core.batching.dask_cluster import (
+    cluster_memory_bytes,
+    release_dataset,
+    share_dataset,
+    shutdown,
+    start_local_cluster,
+)
 from pgti_core.batching.partitioned import PartitionedStrategy
+from pgti_core.batching.windows import WindowSpec
+from pgti_core.data.normalize import Normalizer
+from pgti_core.data.series import Series
+
+_PROBE_STEPS = 8
+
+
+def dataset_name(
+    series: Series,
+    spec: WindowSpec,
+    starts: np.ndarray,
+    normalizer: Normalizer,
+    chunk_samples: int,
+) -> str:
+    """The name ranks publish these windows under, equal on every rank that would build equal ones.
+
+    A digest of the series' name, shape and a few sampled steps (cheap on a memmap), the window
+    spec, the split's starts, the normalizer and the chunking.
+    """
+    values = series.values
+    digest = hashlib.sha256()
+    meta = (series.name, tuple(values.shape), spec.lags, spec.horizon, chunk_samples)
+    digest.update(repr((*meta, normalizer.mean, normalizer.std, normalizer.channel)).encode())
+    digest.update(np.asarray(starts, dtype=np.int64).tobytes())
+    for t in np.unique(np.linspace(0, len(values) - 1, _PROBE_STEPS).astype(np.int64)):
+        digest.update(np.asarray(values[int(t)], dtype=np.float32).tobytes())
+    return f"pgti-windows/{series.name}/{digest.hexdigest()[:32]}"
 
 
 def _lazy_windows(seg: da.Array, offsets: np.ndarray, start: int, stop: int) -> da.Array:
@@ -55,6 +90,10 @@ class DaskStandardStrategy(Strategy):
             batches are runs of consecutive starts and only their order is shuffled (as
             ``partitioned``); default False (``DistributedSampler`` order, as ``standard``).
         chunk_samples: windows per Dask chunk (default 256).
+        shared_name: the name the windows are published under in the cluster; ranks passing the same
+            name share one persisted copy, so it must name equal windows (default:
+            :func:`dataset_name`, equal on ranks building equal windows). The copy is unpublished
+            when the last sharer closes.
         See :class:`~pgti_core.batching.base.Strategy` for the rest.
     """
 
@@ -67,11 +106,17 @@ class DaskStandardStrategy(Strategy):
         dask_workers: int = 2,
         contiguous: bool = False,
         chunk_samples: int = 256,
+        shared_name: str | None = None,
         **kwargs,
     ) -> None:
         if chunk_samples < 1:
             raise ValueError(f"chunk_samples: must be >= 1, got {chunk_samples}")
+        if shared_name is not None and not shared_name:
+            raise ValueError("shared_name: must be a non-empty string or None (derived)")
         self.contiguous, self.chunk_samples = contiguous, chunk_samples
+        self.shared_name = shared_name
+        self.dataset: str | None = None  # the published name, once this rank holds a reference
+        self.built_here = False
         self._cluster = None
         self._x = self._y = None
         if client is None:
@@ -85,7 +130,7 @@ class DaskStandardStrategy(Strategy):
             self.close()
             raise
 
-    # ----- building: the normalized series is scattered, the windows are cut and persisted there ----
+    # ----- building: the first rank scatters the normalized series, cuts and persists the windows ---
     def _scatter_series(self, t0: int, t1: int) -> da.Array:
         """The normalized steps ``[t0, t1)`` as a Dask array whose chunks live on the workers."""
         pieces = []
@@ -101,6 +146,14 @@ class DaskStandardStrategy(Strategy):
         return da.concatenate(pieces, axis=0)
 
     def _build(self) -> None:
+        name = self.shared_name or dataset_name(
+            self.series, self.spec, self.starts, self.normalizer, self.chunk_samples
+        )
+        (self._x, self._y), self.built_here = share_dataset(self.client, name, self._persist)
+        self.dataset = name
+
+    def _persist(self) -> list[da.Array]:
+        """Cut this split's windows from the scattered series and persist them in the cluster."""
         lags, length = self.spec.lags, self.spec.length
         t0 = int(self.starts[0])
         rel = self.starts - t0
@@ -112,10 +165,10 @@ class DaskStandardStrategy(Strategy):
             seg = norm[lo:hi].rechunk({0: -1}, method="tasks")
             xs.append(_lazy_windows(seg, offsets - lo, 0, lags))
             ys.append(_lazy_windows(seg, offsets - lo, lags, length))
-        x, y = da.concatenate(xs), da.concatenate(ys)
-        self._x, self._y = self.client.persist([x, y])
+        persisted = self.client.persist([da.concatenate(xs), da.concatenate(ys)])
         with self.client.as_current():
-            wait(futures_of([self._x, self._y]))
+            wait(futures_of(persisted))
+        return persisted
 
     def _buffers(self) -> list[np.ndarray]:
         return []  # this rank holds nothing between steps; the windows live in the cluster
@@ -162,25 +215,44 @@ class DaskStandardStrategy(Strategy):
             "step_seconds": list(self._step_seconds),
         }
 
+    def cluster_data_bytes(self) -> int:
+        """Bytes of the shared windows in the cluster as the scheduler counts them: one copy, the
+        same on every rank sharing ``dataset`` (0 once closed)."""
+        if self._x is None:
+            return 0
+        keys = [f.key for f in futures_of([self._x, self._y])]
+        return int(sum(self.client.nbytes(keys=keys, summary=False).values()))
+
     def describe(self) -> dict:
-        """Fields for the results row, plus the gather means and the cluster's memory."""
+        """Fields for the results row, plus the gather means and the cluster's memory.
+
+        ``cluster_data_bytes`` is one copy of this split's windows, equal on every rank sharing
+        ``dask_dataset`` (so sum it over distinct datasets, not over ranks); ``cluster_memory_bytes``
+        is the workers' resident memory, everything the cluster holds.
+        """
         stats = self.gather_stats()
         return {
             **super().describe(),
             **{k: v for k, v in stats.items() if not k.startswith("step_")},
             "contiguous": self.contiguous,
-            "cluster_data_bytes": int(self._x.nbytes + self._y.nbytes)
-            if self._x is not None
-            else 0,
+            "dask_dataset": self.dataset,
+            "dask_built_here": self.built_here,
+            "cluster_data_bytes": self.cluster_data_bytes(),
             "cluster_memory_bytes": cluster_memory_bytes(self.client) if self._x is not None else 0,
         }
 
     def close(self) -> None:
-        """Release the persisted windows and shut down the cluster if this strategy started it."""
+        """Drop this rank's hold on the shared windows (the last sharer's close unpublishes them) and
+        shut down the cluster if this strategy started it."""
         self._x = self._y = None
-        if self._cluster is not None:
-            cluster, self._cluster = self._cluster, None
-            shutdown(self.client, cluster)
+        name, self.dataset = self.dataset, None
+        try:
+            if name is not None and self.client.status == "running":
+                release_dataset(self.client, name)
+        finally:
+            if self._cluster is not None:
+                cluster, self._cluster = self._cluster, None
+                shutdown(self.client, cluster)
 
 
 def gather_model(stats: dict) -> dict:
