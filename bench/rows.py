@@ -176,15 +176,17 @@ def _projected(
             step_total = t["samples"] / t["samples_per_s"] if t["samples_per_s"] else 0.0
             per_rank.append((t[frac] or 0.0) * step_total / max(t["steps"], 1))
         parts[part] = max(per_rank)
+    gather = _projected_gather(point, reports)
     grad_bytes = reports[0]["summary"]["model_params"] * 4
     proj = project_epoch(
         steps_per_rank=steps,
-        data_s=parts["data"],
+        data_s=parts["data"] - gather["measured_s"],
         compute_s=parts["compute"],
         optim_s=parts["optim"],
         grad_bytes=grad_bytes,
         world_size=point.world_size,
         model=comm,
+        gather_s_per_step=gather["projected_s"],
     )
     epoch_s = proj["epoch_s"]
     batch_samples = reports[0]["times"]["samples"] / max(point.epochs, 1) * point.world_size
@@ -196,4 +198,19 @@ def _projected(
         "samples_per_s": batch_samples / max(epoch_s, 1e-12),
         "model_alpha_s": comm.alpha_s,
         "model_beta_Bps": comm.beta_Bps,
+        "model_gather_s": gather["projected_s"] if point.strategy == "standard-dask" else None,
+    }
+
+
+def _projected_gather(point: SweepPoint, reports: list[dict]) -> dict[str, float]:
+    """``standard-dask``: per-step gather seconds measured with k ranks, projected to P ranks.
+
+    The k real ranks gathered concurrently from the cluster, so k x bytes / seconds is the
+    aggregate rate it sustained; P ranks share that rate, so beyond k the per-step gather grows
+    as P / k (the paper's baseline slows down at scale for exactly this reason).
+    """
+    measured = _max(r["summary"]["strategy"].get("gather_seconds_per_step") for r in reports) or 0.0
+    return {
+        "measured_s": measured,
+        "projected_s": measured * max(1.0, point.world_size / len(reports)),
     }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pandas as pd
+import psutil
 import pytest
 
 from bench import run as bench_run
@@ -19,6 +21,23 @@ BASE = ["--datasets", TINY, "--epochs", "1", "--max-steps", "3", "--quiet", "--t
 def _data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("PGTI_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PGTI_TEST_TAG", str(tmp_path))  # inherited by every process we start
+
+
+def _leftovers(tmp_path) -> list[str]:
+    """Processes still alive that this test started (they carry its tag in their environment)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            # multiprocessing's resource tracker lives as long as this test process, by design
+            if "resource_tracker" in cmd or proc.pid == os.getpid():
+                continue
+            if proc.environ().get("PGTI_TEST_TAG") == str(tmp_path):
+                found.append(cmd)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 def _sweep(out, *args):
@@ -86,8 +105,7 @@ def test_failures_become_statuses_and_sweep_goes_on(tmp_path, monkeypatch, fault
         assert df.loc[world, "status"] == expected, (world, df.loc[world, "error"])
         if world in failing:
             assert text in df.loc[world, "error"]
-    ps = subprocess.run(["pgrep", "-f", "bench.worker"], capture_output=True, text=True)
-    assert ps.stdout.strip() == "", "orphaned rank processes"
+    assert _leftovers(tmp_path) == [], "orphaned rank processes"
     # failed points are retried on resume; oom ones are final
     monkeypatch.delenv("PGTI_FAULT")
     assert _sweep(out, *args) == 0
@@ -188,8 +206,6 @@ def test_dataset_list_splitting():
 
 @pytest.mark.slow
 def test_cluster_mode_under_torchrun(tmp_path):
-    import os
-
     out = tmp_path / "r.csv"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [
@@ -215,3 +231,32 @@ def test_cluster_mode_under_torchrun(tmp_path):
     assert len(df) == 1 and df.status.iloc[0] == "ok"
     assert df.world_size.iloc[0] == 2 and df.ranks_per_node.iloc[0] == 2
     assert df.host_peak_node.iloc[0] > df.host_peak_pss_max_rank.iloc[0]
+
+
+@pytest.mark.slow
+def test_standard_dask_sweep_records_gathered_bytes(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "r.csv"
+    assert _sweep(out, "--gpus", "1,2", "--strategies", "standard-dask,gpu-index") == 0
+    df = read_results(out)
+    assert set(df.status) == {"ok"}, df.error.tolist()
+    dask_rows = df[df.strategy == "standard-dask"]
+    # B windows of (lags + horizon) steps x nodes x features float32, gathered every step
+    assert (dask_rows.data_bytes_per_step == 64 * 24 * 12 * 2 * 4).all()
+    assert (dask_rows.cluster_memory_bytes > 0).all()
+    assert df[df.strategy == "gpu-index"].data_bytes_per_step.isna().all()
+    assert _leftovers(tmp_path) == [], "leftover cluster or rank processes"
+
+
+def test_dask_gather_projection_scales_beyond_the_real_ranks():
+    from types import SimpleNamespace
+
+    from bench.rows import _projected_gather
+
+    reports = [
+        {"summary": {"strategy": {"gather_seconds_per_step": s}}} for s in (0.1, 0.2, 0.15, 0.1)
+    ]
+    at = {p: _projected_gather(SimpleNamespace(world_size=p), reports) for p in (2, 4, 128)}
+    assert at[4] == {"measured_s": 0.2, "projected_s": 0.2}  # the slowest real rank
+    assert at[2]["projected_s"] == 0.2
+    assert at[128]["projected_s"] == pytest.approx(0.2 * 32)
