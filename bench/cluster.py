@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
-from collections import defaultdict
 
 from bench.results import append_row, finished_keys
 from bench.rows import failed_row, ok_row
@@ -19,14 +18,6 @@ from pgti_core.data.datasets import DatasetSpec
 from pgti_core.dist.env import DistEnv, device_for
 from pgti_core.dist.group import broadcast_object, distributed, gather_objects
 from pgti_core.train.run import World
-
-
-def node_peak(reports: list[dict]) -> int:
-    """Largest sum of per-rank peak PSS over the ranks of one host (what runs a node out)."""
-    per_host: dict[str, int] = defaultdict(int)
-    for r in reports:
-        per_host[r["hostname"]] += r["host_memory"]["peak"]["pss"] or 0
-    return max(per_host.values())
 
 
 def cluster_sweep(
@@ -60,15 +51,7 @@ def cluster_sweep(
             if errors:
                 row = failed_row(point, ds, run, "failed", errors[0]["error"], None)
             else:
-                row = ok_row(
-                    point,
-                    ds,
-                    run,
-                    reports,
-                    node_peak_pss=node_peak(reports),
-                    predicted=None,
-                    comm=None,
-                )
+                row = ok_row(point, ds, run, reports, predicted=None, comm=None)
             append_row(args.out, row)
             if not args.quiet:
                 print(

@@ -19,19 +19,17 @@ from pathlib import Path
 from bench.plan import SweepPoint
 from bench.worker import EXIT_OOM
 from pgti_core.dist.group import free_port
-from pgti_core.instruments.memory import HostMemorySampler
 
 GRACE_S = 5.0
 
 
 @dataclass
 class PointResult:
-    """What came back from one point: status, first error line, rank reports, node memory."""
+    """What came back from one point: status, first error line, rank reports, wall time."""
 
     status: str
     error: str = ""
     reports: list[dict] = field(default_factory=list)
-    node_peak_pss: int | None = None
     wall_s: float = 0.0
 
 
@@ -67,6 +65,7 @@ def run_point(
     point: SweepPoint,
     *,
     timeout_s: float,
+    threads_per_rank: int = 1,
     interval_s: float = 0.05,
     dask_workers: int = 2,
     dask_scheduler: str | None = None,
@@ -79,11 +78,8 @@ def run_point(
     with tempfile.TemporaryDirectory(prefix="pgti-point-") as tmp:
         work = Path(tmp)
         (work / "point.json").write_text(json.dumps(asdict(point)))
-        threads = max(1, (os.cpu_count() or 1) // point.local_ranks)
         port = free_port()
         procs: list[subprocess.Popen] = []
-        node = HostMemorySampler(interval_s=max(interval_s, 0.1))
-        node.start()
         t0 = time.perf_counter()
         cluster = client = None
         try:
@@ -112,7 +108,7 @@ def run_point(
                 procs.append(
                     subprocess.Popen(
                         cmd,
-                        env=_rank_env(point, r, port, threads),
+                        env=_rank_env(point, r, port, threads_per_rank),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
@@ -122,7 +118,6 @@ def run_point(
             status, error = _wait(procs, timeout_s, t0)
         except BaseException:
             _kill(procs)
-            node.stop()
             raise
         finally:
             if client is not None:
@@ -130,8 +125,6 @@ def run_point(
 
                 shutdown(client, cluster)
         wall = time.perf_counter() - t0
-        mem = node.stop()
-        node_peak = mem.above_baseline("pss")
         reports, errors = _collect(work, point)
         # a rank's own account beats a bare exit code, but a rank that died of a signal wrote
         # nothing: then its peers' errors are consequences and the signal is the cause
@@ -144,7 +137,7 @@ def run_point(
             )
         if status != "ok" and not error:
             error = _log_tail(work, point.local_ranks)
-        return PointResult(status, error, reports if status == "ok" else [], node_peak, wall)
+        return PointResult(status, error, reports if status == "ok" else [], wall)
 
 
 def _wait(procs: list[subprocess.Popen], timeout_s: float, t0: float) -> tuple[str, str]:

@@ -1,12 +1,14 @@
 """Turn one point's rank reports into one results row (DESIGN.md § Results row).
 
 Aggregation: max over ranks for per-rank figures (the slowest rank sets the pace, the largest
-rank runs out of memory first), the node-wide sampler (or the sum of ranks) for the node peak.
+rank runs out of memory first), and the sum of the peaks of one host's ranks (plus a Dask
+cluster's workers) for the node peak, what runs a node out of memory.
 Emulated points get their epoch time projected with the communication model.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from statistics import mean
 
@@ -21,6 +23,15 @@ def _max(values: Iterable[float | None]) -> float | None:
     """Largest of the values that are present (``None`` when none is)."""
     vals = [v for v in values if v is not None]
     return max(vals) if vals else None
+
+
+def node_peak(reports: list[dict]) -> int:
+    """Largest sum over one host of its ranks' peak PSS, plus the Dask workers' memory if any."""
+    per_host: dict[str, int] = defaultdict(int)
+    for r in reports:
+        per_host[r["hostname"]] += r["host_memory"]["peak"]["pss"] or 0
+    cluster = _max(r["summary"]["strategy"].get("cluster_memory_bytes") for r in reports) or 0
+    return max(per_host.values()) + int(cluster)
 
 
 def identity(point: SweepPoint, run: dict, status: str, error: str = "") -> dict:
@@ -76,7 +87,6 @@ def ok_row(
     run: dict,
     reports: list[dict],
     *,
-    node_peak_pss: int | None,
     predicted: int | None,
     comm: CommModel | None,
 ) -> dict:
@@ -103,7 +113,7 @@ def ok_row(
         host_peak_rss_max_rank=_max(h["peak"]["rss"] for h in host),
         host_peak_uss_max_rank=_max(h["peak"]["uss"] for h in host),
         host_baseline_pss=_max(h["baseline"]["pss"] for h in host),
-        host_peak_node=node_peak_pss if node_peak_pss else sum(h["peak"]["pss"] or 0 for h in host),
+        host_peak_node=node_peak(reports),
         host_resident_model_bytes=_max(
             r["summary"]["strategy"]["resident_host_bytes"] for r in reports
         ),

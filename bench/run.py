@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="standard-dask: contiguous blocks per rank, only batch order shuffled (artifact variant)",
     )
+    p.add_argument(
+        "--threads-per-rank",
+        type=positive_int,
+        default=1,
+        help="torch/OpenMP threads per local rank (a rank plays one device; more threads per rank "
+        "on a shared host collapse under contention)",
+    )
     p.add_argument("--force", action="store_true", help="re-run points already in the CSV")
     p.add_argument(
         "--dry-run",
@@ -388,14 +395,13 @@ def run_one(
         point,
         timeout_s=args.timeout,
         interval_s=args.interval,
+        threads_per_rank=args.threads_per_rank,
         dask_workers=args.dask_workers,
         dask_scheduler=str(args.dask_scheduler_file) if args.dask_scheduler_file else None,
     )
     if res.status != "ok":
         return failed_row(point, ds, run, res.status, res.error, predicted)
-    return ok_row(
-        point, ds, run, res.reports, node_peak_pss=res.node_peak_pss, predicted=predicted, comm=comm
-    )
+    return ok_row(point, ds, run, res.reports, predicted=predicted, comm=comm)
 
 
 def point_line(point: SweepPoint, row: dict) -> str:
