@@ -11,7 +11,7 @@ from bench import figures
 from bench.results import append_row, read_results
 
 SMALL = figures.SCALES["small"]
-PEMS_BAY, CHICKENPOX, WINDMILL = (SMALL.quality[k] for k in figures.QUALITY)
+PEMS_BAY, CHICKENPOX, WINDMILL = (SMALL.figure5[k] for k in figures.QUALITY)
 MIB = 1 << 20
 
 
@@ -130,13 +130,17 @@ def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
             path = figures.figure5_path(data / "figure5", d, s, SMALL.figure5_epochs)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(_summary(d, s, [2.0, 1.5])))
-    _csv(
-        data / "table3.csv",
-        [_row(d, s) for d in (PEMS_BAY, CHICKENPOX) for s in ("standard", "index")],
-    )
-    _csv(data / "table4.csv", [_row(SMALL.pems, s) for s in ("index", "gpu-index")])
-    _csv(data / "figure7.csv", [_row(SMALL.pems, s, world=w, point_key=f"{s}{w}")
-                                for s in ("standard", "index") for w in (1, 2)])  # fmt: skip
+    t3 = [SMALL.table3[k] for k in figures.QUALITY]
+    rows3 = [_row(d, s, epochs=SMALL.table3_epochs) for d in t3 for s in ("standard", "index")]
+    _csv(data / "table3.csv", [*rows3, _row("metr-la", "index", point_key="other-run")])
+    e4, e7 = SMALL.table4_epochs, SMALL.figure7_epochs
+    _csv(data / "table4.csv", [_row(SMALL.pems, s, epochs=e4) for s in ("index", "gpu-index")])
+    rows7 = [
+        _row(SMALL.pems, s, world=w, point_key=f"{s}{w}", epochs=e7)
+        for s in ("standard", "index")
+        for w in (1, 2)
+    ]
+    _csv(data / "figure7.csv", rows7)
     out = tmp_path / "plots"
     rc = figures.main(["--no-run", "--results", str(tmp_path / "results"), "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
@@ -144,6 +148,7 @@ def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     err = capsys.readouterr().err
     assert err.count(": done in") == 4
+    assert "metr-la" not in (out / "table3.md").read_text()  # rows of other runs are left out
 
 
 def test_cli_no_run_without_data_fails_per_stage(tmp_path, capsys):
@@ -182,7 +187,20 @@ def test_cli_out_must_be_a_directory(tmp_path):
 
 def test_scales_parse_and_small_is_smallest():
     for scale in figures.SCALES.values():
-        for spec in [*scale.quality.values(), scale.pems]:
+        assert set(scale.figure5) == set(scale.table3) == set(figures.QUALITY)
+        for spec in scale.specs():
             figures._label(spec)  # raises on a bad spec
     small, full = figures.SCALES["small"], figures.SCALES["full"]
     assert small.figure5_epochs < full.figure5_epochs
+
+
+@pytest.mark.slow
+def test_figure5_run_trains_once_then_reuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("PGTI_DATA_DIR", str(tmp_path / "cache"))
+    first = figures.figure5_run("chickenpox", "index", 2, tmp_path / "runs")
+    path = figures.figure5_path(tmp_path / "runs", "chickenpox", "index", 2)
+    stamp = path.stat().st_mtime_ns
+    again = figures.figure5_run("chickenpox", "index", 2, tmp_path / "runs")
+    assert path.stat().st_mtime_ns == stamp and again == first
+    assert [e["epoch"] for e in first["epochs"]] == [0, 1]
+    assert first["config"]["strategy"] == "index" and first["config"]["dataset"] == "chickenpox"
