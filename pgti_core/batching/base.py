@@ -17,7 +17,7 @@ from pgti_core.data.series import Series
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
-_CHUNK_BYTES = 64 << 20
+_CHUNK_BYTES = 8 << 20  # small: the transient copy of a chunk counts in every peak
 
 
 def load_normalized(

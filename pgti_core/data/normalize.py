@@ -14,7 +14,7 @@ import torch
 
 from pgti_core.batching.windows import WindowSpec
 
-_CHUNK_BYTES = 64 << 20
+_CHUNK_BYTES = 8 << 20  # bounded transient memory per pass
 
 
 @dataclass(frozen=True)
