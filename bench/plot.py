@@ -89,7 +89,7 @@ def _err(sd: pd.Series) -> np.ndarray | None:
     return e if e.any() else None
 
 
-def _draw(
+def draw_series(
     ax: Axes, sub: pd.DataFrame, x: str, y: str, style: tuple[str, str], bridge: bool
 ) -> None:
     """Measured points filled on a solid line, emulated hollow on a dashed one, ± the ``_sd`` column.
@@ -115,7 +115,7 @@ def _draw(
                     markerfacecolor="white", **kw)  # fmt: skip
 
 
-def _world_axis(ax: Axes, worlds: list[int]) -> None:
+def world_axis(ax: Axes, worlds: list[int]) -> None:
     """Log2 x axis with one labelled tick per world size (1, 2, 4, ...)."""
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(worlds))
@@ -160,7 +160,7 @@ class _PlainLogFormatter(LogFormatter):
         return f"{x:g}" if super().__call__(x, pos) else ""
 
 
-def _seconds_axis(ax: Axes) -> None:
+def seconds_axis(ax: Axes) -> None:
     """Log y axis of seconds, labelled 0.1, 1, 10 (and 2, 5 when it spans under a few decades)."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
@@ -219,18 +219,18 @@ def scaling_figure(part: pd.DataFrame, title: str, styles: Mapping, time_col: st
     (a_t, a_s), (a_v, a_e) = fig.subplots(2, 2)
     for s, sub in _by_strategy(part):
         st = styles[s]
-        _draw(a_t, sub, "world_size", time_col, st, bridge=True)
+        draw_series(a_t, sub, "world_size", time_col, st, bridge=True)
         b, bt = int(sub["base_world"].iloc[0]), float(sub["base_time"].iloc[0])
         xs = [w for w in worlds if w >= b]
         a_t.plot(xs, [bt * b / w for w in xs], linestyle=":", linewidth=1, color=st[0])
-        _draw(a_s, sub, "world_size", "speedup", st, bridge=True)
+        draw_series(a_s, sub, "world_size", "speedup", st, bridge=True)
         if s != BASELINE:
-            _draw(a_v, sub, "world_size", "vs_standard", st, bridge=True)
-        _draw(a_e, sub, "world_size", "efficiency", st, bridge=True)
+            draw_series(a_v, sub, "world_size", "vs_standard", st, bridge=True)
+        draw_series(a_e, sub, "world_size", "efficiency", st, bridge=True)
     for b in sorted(part["base_world"].dropna().unique()):
         xs = [w for w in worlds if w >= b]
         a_s.plot(xs, [w / b for w in xs], linestyle=":", linewidth=1.2, color="black")
-    _seconds_axis(a_t)
+    seconds_axis(a_t)
     a_t.set(ylabel=f"{TIME_LABELS[time_col]} (s)", title="(a) time; dotted: ideal T(P₀)·P₀/P")
     _ratio_axis(a_s)
     a_s.set(ylabel="speedup T(P₀)/T(P) (×)", title="(b) speedup vs the same strategy at P₀")
@@ -249,7 +249,7 @@ def scaling_figure(part: pd.DataFrame, title: str, styles: Mapping, time_col: st
     a_e.set_ylim(bottom=0)
     a_e.set(ylabel="efficiency = speedup/(P/P₀)", title="(d) parallel efficiency")
     for ax in (a_t, a_s, a_e) + ((a_v,) if a_v.has_data() else ()):
-        _world_axis(ax, worlds)
+        world_axis(ax, worlds)
         ax.grid(True, which="major", alpha=0.3)
     handles = _strategy_handles(part, styles) + _mode_handles(part, "emulated (projected time)")
     handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.2, label="ideal"))
@@ -273,7 +273,7 @@ def memory_figure(
     for ax, w in zip(axes, worlds, strict=False):
         at_w = part[part["world_size"] == w]
         for s, sub in _by_strategy(at_w):
-            _draw(ax, sub, "raw_bytes", y, styles[s], bridge=False)
+            draw_series(ax, sub, "raw_bytes", y, styles[s], bridge=False)
             r = sub[sub[ref].notna()].groupby("raw_bytes")[ref].mean()
             ax.plot(
                 r.index,
@@ -343,7 +343,7 @@ def bars_figure(part: pd.DataFrame, title: str, styles: Mapping) -> Figure | Non
         ax.set_xticks(range(len(worlds)), [str(w) for w in worlds])
         ax.set(xlabel=WORLD_LABEL, ylabel=ylabel, title=name)
         if _spans(part[col]) and col == "epoch_s_mean":
-            _seconds_axis(ax)
+            seconds_axis(ax)
         elif _spans(part[col]):
             ax.set_yscale("log")
         ax.grid(True, axis="y", which="major", alpha=0.3)
@@ -371,7 +371,7 @@ def _slugs(keys: list[tuple], facets: tuple[str, ...], always: tuple[str, ...]) 
     return out
 
 
-def _save(fig: Figure | None, stem: Path) -> list[Path]:
+def save_figure(fig: Figure | None, stem: Path) -> list[Path]:
     if fig is None:
         return []
     paths = [stem.with_suffix(f".{ext}") for ext in FORMATS]
@@ -405,17 +405,17 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, time_col: str = "total_s")
         agg = agg[agg["n_ok"] > 0]
         styles = strategy_styles(agg["strategy"])
         for title, slug, part in _groups(agg, FACETS, always=("dataset", "model")):
-            figures += _save(
+            figures += save_figure(
                 scaling_figure(part, title, styles, time_col), out_dir / f"scaling_{slug}"
             )
-            figures += _save(bars_figure(part, title, styles), out_dir / f"epoch_time_{slug}")
+            figures += save_figure(bars_figure(part, title, styles), out_dir / f"epoch_time_{slug}")
         for title, slug, part in _groups(agg, MEMORY_FACETS, always=("model",)):
-            figures += _save(
+            figures += save_figure(
                 memory_figure(part, f"{title} · peak host memory", styles, "host_peak_pss_max_rank",
                               "analytic_host_bytes", "peak host PSS, max over ranks (bytes)"),
                 out_dir / f"memory_host_{slug}",
             )  # fmt: skip
-            figures += _save(
+            figures += save_figure(
                 memory_figure(part, f"{title} · peak device memory", styles, "device_peak_allocated",
                               "analytic_device_bytes", "peak device allocated, max over ranks (bytes)"),
                 out_dir / f"memory_device_{slug}",

@@ -25,6 +25,11 @@ def _max(values: Iterable[float | None]) -> float | None:
     return max(vals) if vals else None
 
 
+def _int(value: float | None) -> int | None:
+    """Byte counts averaged over steps come as floats; the schema stores whole bytes."""
+    return None if value is None else round(value)
+
+
 def node_peak(reports: list[dict]) -> int:
     """Largest sum over one host of its ranks' peak PSS, plus the Dask workers' memory if any."""
     per_host: dict[str, int] = defaultdict(int)
@@ -123,8 +128,8 @@ def ok_row(
     )
     strategies = [r["summary"]["strategy"] for r in reports]
     row.update(
-        data_bytes_per_step=_max(st.get("data_bytes_per_step") for st in strategies),
-        cluster_memory_bytes=_max(st.get("cluster_memory_bytes") for st in strategies),
+        data_bytes_per_step=_int(_max(st.get("data_bytes_per_step") for st in strategies)),
+        cluster_memory_bytes=_int(_max(st.get("cluster_memory_bytes") for st in strategies)),
     )
     best = first["best_val"]
     row.update(

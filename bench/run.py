@@ -293,10 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     done = set() if args.force else finished_keys(args.out, statuses=DONE_STATUSES)
     todo = [p for p in points if p.key not in done]
     run = run_info(n_gpus)
-    write_system_json(
-        args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
-        extra={"rank_baseline_pss": baseline, "points": len(todo)},
-    )
+    if todo:  # one system description per invocation that runs something
+        write_system_json(
+            args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
+            extra={"rank_baseline_pss": baseline, "points": len(todo)},
+        )
     comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
     if not args.quiet:
         print(

@@ -208,7 +208,7 @@ def fmt_num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
-def _pm(m: float, s: float, fmt=fmt_num) -> str:
+def plus_minus(m: float, s: float, fmt=fmt_num) -> str:
     if pd.isna(m):
         return ""
     return fmt(m) + ("" if pd.isna(s) or s == 0 else " ± " + fmt(s))
@@ -218,7 +218,7 @@ def _ratio(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _md_table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
+def md_table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
     esc = [[str(c).replace("|", "\\|") for c in r] for r in rows]
     return [
         "| " + " | ".join(header) + " |",
@@ -262,9 +262,9 @@ def summary_markdown(
             )
             rows.append([
                 r.strategy, _int(r.world_size), r.mode, runs,
-                _pm(r.total_s, r.total_s_sd), _pm(r.epoch_s_mean, r.epoch_s_mean_sd),
-                _pm(r.samples_per_s, r.samples_per_s_sd), _pm(r.speedup, r.speedup_sd, _ratio),
-                _pm(r.vs_standard, r.vs_standard_sd, _ratio), _pm(r.efficiency, r.efficiency_sd, _ratio),
+                plus_minus(r.total_s, r.total_s_sd), plus_minus(r.epoch_s_mean, r.epoch_s_mean_sd),
+                plus_minus(r.samples_per_s, r.samples_per_s_sd), plus_minus(r.speedup, r.speedup_sd, _ratio),
+                plus_minus(r.vs_standard, r.vs_standard_sd, _ratio), plus_minus(r.efficiency, r.efficiency_sd, _ratio),
                 fmt_bytes(r.host_peak_pss_max_rank), fmt_bytes(r.host_peak_node),
                 fmt_bytes(r.device_peak_allocated), fmt_bytes(r.analytic_host_bytes),
             ])  # fmt: skip
@@ -272,14 +272,14 @@ def summary_markdown(
             "",
             f"## {facet_title(dict(zip(FACETS, key, strict=True)))}",
             "",
-            *_md_table(header, rows),
+            *md_table(header, rows),
         ]
     lo = left_out(df)
     lines += ["", "## Left out of the plots (status other than ok)", ""]
     if lo.empty:
         lines.append("None.")
     else:
-        lines += _md_table(
+        lines += md_table(
             ["dataset", "model", "strategy", "P", "mode", "status", "rows", "first error"],
             [
                 [r.dataset, r.model, r.strategy, _int(r.world_size), r.mode, r.status, str(r.rows), _one_line(r.first_error)]

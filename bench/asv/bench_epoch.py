@@ -1,0 +1,83 @@
+"""Short training epochs through the real loop (:func:`pgti_core.train.fit`): samples/s per strategy,
+and what the 50 ms host-memory sampler costs an epoch (target: <= 2%)."""
+
+from __future__ import annotations
+
+from pgti_core.instruments.memory import HostMemorySampler
+from pgti_core.train.loop import fit
+
+from .common import model_for, normalizer_of, random_series, strategy_on
+
+STRATEGIES = ["standard", "index", "gpu-index", "partitioned"]
+STEPS, NODES = 3000, 207
+MAX_STEPS = 8
+"""Training steps per short epoch; validation is one batch."""
+
+
+class _Epoch:
+    """A dcrnn-paper model and ``strategy``'s train/val splits of a METR-LA-width series."""
+
+    def _build(self, strategy: str) -> None:
+        series = random_series(STEPS, NODES)
+        self.normalizer = normalizer = normalizer_of(series)
+        self.train = strategy_on(series, strategy, normalizer=normalizer)
+        self.val = strategy_on(
+            series, strategy, "val", limit=64, normalizer=normalizer, shuffle=False
+        )
+        self.model = model_for("dcrnn-paper", series)
+
+    def epoch(self) -> tuple[float, int]:
+        """Wall seconds of the training part of one short epoch, and the samples it saw."""
+        res = fit(self.model, self.train, self.val, self.normalizer, epochs=1, max_steps=MAX_STEPS)
+        rec = res.epochs[0]
+        return rec.wall_s, sum(rec.samples)
+
+
+class ShortEpoch(_Epoch):
+    """Training samples per second over a short epoch, per strategy."""
+
+    params = STRATEGIES
+    param_names = ["strategy"]
+    timeout = 300
+
+    def setup(self, strategy: str) -> None:
+        self._build(strategy)
+
+    def track_samples_per_s(self, strategy: str) -> float:
+        wall, samples = self.epoch()
+        return samples / wall
+
+    track_samples_per_s.unit = "samples/s"
+
+
+class SamplerOverhead(_Epoch):
+    """Short index epochs with the host-memory sampler at 50 ms against without (interleaved)."""
+
+    timeout = 300
+    rounds = 3
+
+    def setup(self) -> None:
+        self._build("index")
+        self.epoch()  # warm-up
+
+    def _sampled_epochs(self, n: int) -> tuple[float, float]:
+        """Fastest of ``n`` short epochs under one 50 ms sampler, and the sampler's CPU share."""
+        with HostMemorySampler(interval_s=0.05) as sampler:
+            wall = min(self.epoch()[0] for _ in range(n))
+        return wall, sampler.report.overhead_frac
+
+    def track_epoch_time_ratio(self) -> float:
+        """Fastest sampled epoch over the fastest unsampled one (target <= 1.02)."""
+        off, on = [], []
+        for _ in range(self.rounds):
+            off.append(self.epoch()[0])
+            on.append(self._sampled_epochs(1)[0])
+        return min(on) / min(off)
+
+    track_epoch_time_ratio.unit = "ratio"
+
+    def track_sampler_cpu_share(self) -> float:
+        """CPU seconds the sampler spent over the wall seconds of a few epochs (its cost bound)."""
+        return self._sampled_epochs(self.rounds)[1]
+
+    track_sampler_cpu_share.unit = "ratio"

@@ -1,0 +1,131 @@
+"""Shared fixtures of the asv suite: random series with a paper dataset's shape, strategies and
+models on them, one training step, and a best-of rate for the ratio benchmarks (asv times the
+``time_`` ones itself)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from bench.pgt_reference import BatchedDCRNNReference
+from pgti_core.batching import Strategy, WindowSpec, build_strategy, split_starts
+from pgti_core.data.normalize import Normalizer, train_window_stats
+from pgti_core.data.series import Series
+from pgti_core.data.synthetic import synthetic_graph
+from pgti_core.models.registry import build_model
+from pgti_core.train.metrics import masked_mae
+
+SPEC = WindowSpec(12, 12)
+BATCH = 64
+PGT_REFERENCE = "pgt-batched-dcrnn"
+"""Name of PGT's ``BatchedDCRNN(2, 2, K=3)`` baseline next to the registry's model names."""
+
+
+def random_series(
+    steps: int, nodes: int, features: int = 2, profile: str = "metr-la", seed: int = 0
+) -> Series:
+    """A ``[steps, nodes, features]`` standard-normal series on the profile's synthetic road graph."""
+    rng = np.random.default_rng(seed)
+    values = rng.standard_normal((steps, nodes, features), dtype=np.float32)
+    graph = synthetic_graph(profile, nodes, seed)
+    return Series(values, graph.edge_index, graph.edge_weight, name=f"{profile}-random")
+
+
+def split_of(series: Series, split: str = "train", limit: int | None = None) -> np.ndarray:
+    """Window starts of ``split`` (the first ``limit`` of them when given)."""
+    return split_starts(series.num_steps, SPEC)[split][:limit]
+
+
+def normalizer_of(series: Series) -> Normalizer:
+    """Training-window statistics of ``series`` (what every strategy normalizes with)."""
+    return train_window_stats(series.values, SPEC, split_of(series))
+
+
+def strategy_on(
+    series: Series,
+    name: str,
+    split: str = "train",
+    limit: int | None = None,
+    normalizer: Normalizer | None = None,
+    **kwargs,
+) -> Strategy:
+    """Strategy ``name`` over one split of ``series`` at batch size :data:`BATCH`."""
+    return build_strategy(
+        name,
+        series,
+        SPEC,
+        split_of(series, split, limit),
+        normalizer or normalizer_of(series),
+        batch_size=BATCH,
+        **kwargs,
+    )
+
+
+def batch_source(strategy: Strategy) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches of ``strategy``'s epoch plan, one gather per call."""
+    plan, i = strategy.plan(), 0
+
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal i
+        i += 1
+        return strategy.batch(plan[i % len(plan)])
+
+    return next_batch
+
+
+def model_for(name: str, series: Series) -> torch.nn.Module:
+    """A registry model, or PGT's batched DCRNN for :data:`PGT_REFERENCE`, on ``series``' graph."""
+    torch.manual_seed(0)
+    if name == PGT_REFERENCE:
+        return BatchedDCRNNReference(
+            series.num_nodes,
+            series.edge_index,
+            series.edge_weight,
+            series.num_features,
+            series.num_features,
+            K=3,
+            horizon=SPEC.horizon,
+        )
+    return build_model(
+        name,
+        num_nodes=series.num_nodes,
+        num_features=series.num_features,
+        edge_index=series.edge_index,
+        edge_weight=series.edge_weight,
+        lags=SPEC.lags,
+        horizon=SPEC.horizon,
+    )
+
+
+def train_step(name: str, series: Series) -> Callable[[], float]:
+    """One Adam step of model ``name`` on a fixed random batch of :data:`BATCH` windows."""
+    model = model_for(name, series)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    shape = (BATCH, SPEC.lags, series.num_nodes, series.num_features)
+    x, y = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+
+    def step() -> float:
+        loss = masked_mae(model(x)[..., 0], y[..., 0])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.2) -> float:
+    """Fastest mean seconds per call of ``fn`` over ``repeat`` rounds of at least ``min_time`` each."""
+    fn()  # warm-up: allocator, caches, lazy init
+    best = float("inf")
+    for _ in range(repeat):
+        n, t0 = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - t0) < min_time or n == 0:
+            fn()
+            n += 1
+        best = min(best, elapsed / n)
+    return best

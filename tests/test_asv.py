@@ -1,0 +1,104 @@
+"""The asv suite is well-formed (``asv check``), and its PGT reference baselines compute what
+PyTorch Geometric Temporal computes, so the ratios against them mean something."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.asv.bench_memory import measure_in_child
+from bench.asv.common import random_series, split_of, strategy_on
+from bench.pgt_reference import (
+    BatchedDCRNNReference,
+    WindowDataset,
+    per_sample_loader,
+    replicate_edges,
+)
+from pgti_core.batching import WindowSpec, split_starts
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("asv") is None and not (Path(sys.executable).parent / "asv").exists(),
+                    reason="asv is not installed")  # fmt: skip
+def test_asv_check_passes():
+    asv = shutil.which("asv") or str(Path(sys.executable).parent / "asv")
+    proc = subprocess.run([asv, "check", "--python=same"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "No problems found" in proc.stdout
+
+
+def test_per_sample_windows_equal_index_batches():
+    series = random_series(400, 7)
+    index = strategy_on(series, "index", shuffle=False)
+    starts = index.plan()[0][:5]
+    ds = WindowDataset(index._buf, starts - index._t0, WindowSpec(12, 12))
+    x, y = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    xi, yi = index.batch(starts)
+    assert torch.equal(x, xi) and torch.equal(y, yi)
+
+
+def test_per_sample_loader_is_endless_and_shaped():
+    series = random_series(200, 5)
+    it = iter(
+        per_sample_loader(torch.from_numpy(series.values), split_of(series), WindowSpec(12, 12), 8)
+    )
+    for _ in range(50):  # more batches than the split has
+        x, y = next(it)
+    assert x.shape == (8, 12, 5, 2) and y.shape == (8, 12, 5, 2)
+
+
+def test_window_dataset_rejects_overrun():
+    with pytest.raises(ValueError, match="overrun"):
+        WindowDataset(torch.zeros(30, 2, 1), np.array([0, 10]), WindowSpec(12, 12))
+
+
+def test_replicate_edges_offsets_each_copy():
+    ei = torch.tensor([[0, 1], [1, 2]])
+    assert replicate_edges(ei, 3, 2).tolist() == [[0, 1, 3, 4], [1, 2, 4, 5]]
+
+
+def test_pgt_diffusion_matches_dense_random_walks():
+    torch.manual_seed(0)
+    n = 6
+    ei = torch.tensor([[0, 0, 1, 2, 3, 4, 5], [1, 2, 2, 3, 4, 5, 0]])
+    ew = torch.rand(ei.size(1)) + 0.5
+    model = BatchedDCRNNReference(n, ei, ew, 1, 1, K=3)
+    conv = model.conv_z
+    x = torch.randn(n, 2)
+    a = torch.zeros(n, n).index_put_((ei[0], ei[1]), ew)
+    fwd = a / a.sum(1, keepdim=True)
+    rev = a.t() / a.t().sum(1, keepdim=True)
+    want = conv.bias.clone() + x @ (conv.weight[0, 0] + conv.weight[1, 0])
+    for d, s in enumerate((fwd, rev)):
+        t1 = s @ x
+        t2 = 2 * s @ t1 - x
+        want = want + t1 @ conv.weight[d, 1] + t2 @ conv.weight[d, 2]
+    assert torch.allclose(conv(x, ei, ew), want, atol=1e-5)
+
+
+def test_batched_reference_equals_per_sample():
+    """PGT-I's batched DCRNN once convolved only the first sample of a batch: ours must not."""
+    series = random_series(50, 9)
+    model = BatchedDCRNNReference(9, series.edge_index, series.edge_weight, horizon=4)
+    x = torch.randn(3, 6, 9, 2)
+    batched = model(x)
+    single = torch.cat([model(x[i : i + 1]) for i in range(3)])
+    assert batched.shape == (3, 4, 9, 2)
+    assert torch.allclose(batched, single, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_peak_child_counts_what_standard_holds():
+    got = measure_in_child("standard", steps=3000, nodes=20)
+    windows = sum(len(v) for v in split_starts(3000, WindowSpec(12, 12)).values())
+    assert got["resident_bytes"] == windows * 24 * 20 * 2 * 4
+    assert got["peak_bytes"] >= 0.9 * got["resident_bytes"]
