@@ -11,9 +11,9 @@ import argparse
 import gc
 import sys
 
-from bench.results import append_row, finished_keys
+from bench.results import DONE_STATUSES, append_row, finished_keys
 from bench.rows import failed_row, ok_row
-from bench.worker import first_line, measure_rank
+from bench.worker import first_line, is_oom, measure_rank
 from pgti_core.data.datasets import DatasetSpec
 from pgti_core.dist.env import DistEnv, device_for
 from pgti_core.dist.group import broadcast_object, distributed, gather_objects
@@ -27,21 +27,21 @@ def cluster_sweep(
     with distributed(env, args.backend):
         done = (
             broadcast_object(
-                None
-                if args.force or env.rank
-                else finished_keys(args.out, statuses=("ok", "oom", "skipped"))
+                None if args.force or env.rank else finished_keys(args.out, statuses=DONE_STATUSES)
             )
             or set()
         )
         device = device_for(env, points[0].backend) if points else None
+        dask_scheduler = str(args.dask_scheduler_file) if args.dask_scheduler_file else None
         for i, point in enumerate(points):
             if point.key in done:
                 continue
             world = World(env.rank, env.world_size, device, ddp=True)
             try:
-                report = measure_rank(point, world, args.interval)
+                report = measure_rank(point, world, args.interval, dask_scheduler)
             except Exception as exc:  # noqa: BLE001 - recorded as the point's status
-                report = {"rank": env.rank, "status": "failed", "error": first_line(exc)}
+                status = "oom" if is_oom(exc) else "failed"
+                report = {"rank": env.rank, "status": status, "error": first_line(exc)}
             reports = gather_objects(report)
             gc.collect()
             if env.rank != 0:
@@ -49,7 +49,7 @@ def cluster_sweep(
             ds = by_text[point.dataset]
             errors = [r for r in reports if r["status"] != "ok"]
             if errors:
-                row = failed_row(point, ds, run, "failed", errors[0]["error"], None)
+                row = failed_row(point, ds, run, errors[0]["status"], errors[0]["error"], None)
             else:
                 row = ok_row(point, ds, run, reports, predicted=None, comm=None)
             append_row(args.out, row)

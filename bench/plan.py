@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from pgti_core.batching import WindowSpec, split_starts
 from pgti_core.data.datasets import DatasetSpec
@@ -171,8 +171,3 @@ def predict_node_peak(point: SweepPoint, ds: DatasetSpec, rank_baseline: int) ->
         for r in range(point.local_ranks)
     ]
     return int(sum(per_rank)) + cluster_bytes(point, ds)
-
-
-def with_mode(point: SweepPoint, **changes) -> SweepPoint:
-    """A copy of ``point`` with fields changed (e.g. cluster mode)."""
-    return replace(point, **changes)

@@ -91,6 +91,9 @@ SCHEMA: dict[str, str] = {
     "notes": "str",
 }
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)
+# what resume treats as finished: skipped points are re-checked (the memory they lacked may be
+# free now) and failed ones retried
+DONE_STATUSES: tuple[str, ...] = ("ok", "oom")
 STATUSES: tuple[str, ...] = ("ok", "oom", "failed", "skipped")
 MODES: tuple[str, ...] = ("measured", "emulated")
 

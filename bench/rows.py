@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from statistics import mean
+from statistics import mean, stdev
 
 from bench.plan import SweepPoint, analytic_bytes
 from bench.project import CommModel, project_epoch
@@ -154,7 +154,7 @@ def ok_row(
             train_s=train,
             total_s=prep + train,
             epoch_s_mean=mean(walls),
-            epoch_s_std=_std(walls),
+            epoch_s_std=stdev(walls) if len(walls) > 1 else 0.0,
             samples_per_s=sum(t["samples"] for t in times) / max(sum(walls), 1e-12),
         )
     else:
@@ -166,13 +166,6 @@ def ok_row(
         )
     row["notes"] = "; ".join(notes)
     return row
-
-
-def _std(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    m = mean(values)
-    return (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def _projected(

@@ -21,7 +21,7 @@ from bench.cluster import cluster_sweep
 from bench.launch import run_point
 from bench.plan import SweepPoint, plan_points, predict_node_peak
 from bench.project import CommModel, load_calibration
-from bench.results import append_row, check_writable, finished_keys, new_run_id
+from bench.results import DONE_STATUSES, append_row, check_writable, finished_keys, new_run_id
 from bench.rows import failed_row, ok_row
 from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
 from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
@@ -36,7 +36,6 @@ DEFAULTS = {
     "models": "dcrnn-paper",
 }
 MEMORY_MARGIN = 0.9
-DONE_STATUSES = ("ok", "oom", "skipped")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,15 +182,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
     """Parse and validate; every usage error exits 2 through ``parser.error`` with one line."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("gpus", "strategies", "models"):
-        if isinstance(getattr(args, name), str):  # defaults come as strings
-            setattr(
-                args,
-                name,
-                {"gpus": int_list, "strategies": names(ALL_STRATEGIES), "models": names(MODELS)}[
-                    name
-                ](getattr(args, name)),
-            )
     try:
         datasets = [parse_dataset_spec(t) for t in split_dataset_list(args.datasets)]
     except ValueError as exc:

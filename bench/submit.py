@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cli import int_list
+
 SCHEDULERS = {"slurm": "sbatch", "pbs": "qsub"}
 SUBMIT_ALL = "submit_all.sh"
 _WALLTIME = re.compile(r"\d+:[0-5]\d:[0-5]\d")
@@ -236,18 +238,6 @@ def _write_executable(path: Path, text: str) -> None:
     path.chmod(0o755)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"world sizes must be >= 1, got {text!r}")
-    return values
-
-
 def _check_run_args(args: argparse.Namespace, run_args: list[str]) -> None:
     """Parse the jobs' ``bench.run`` arguments here (from ``--workdir``, as the jobs will), so a
     typo exits 2 now instead of after the queue wait."""
@@ -276,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--scheduler", required=True, choices=tuple(SCHEDULERS))
-    parser.add_argument("--gpus", type=_int_list, default="4,8,16,32,64,128", help="world sizes")
+    parser.add_argument("--gpus", type=int_list, default="4,8,16,32,64,128", help="world sizes")
     parser.add_argument("--ranks-per-node", type=int, default=4, help="GPUs (ranks) per node")
     parser.add_argument("--datasets", default="pems-bay", help="passed to bench.run")
     parser.add_argument("--strategies", default="index,standard", help="passed to bench.run")

@@ -56,7 +56,7 @@ def inject_fault(rank: int) -> None:
     raise ValueError(f"{FAULT_VAR}: unknown fault {kind!r}; use crash, oom, kill or hang")
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     return (
         isinstance(exc, MemoryError | torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
     )
@@ -124,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     point = SweepPoint(**json.loads(Path(args.point).read_text()))
     out = Path(args.report_dir)
-    torch.set_num_threads(
-        max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or torch.get_num_threads())
-    )
     if args.emulate_rank is not None:
         rank = args.emulate_rank
         try:
-            world = World(data_rank=rank, data_world=point.world_size, device=torch.device("cpu"))
+            device = (
+                torch.device("cuda", rank % torch.cuda.device_count())
+                if point.device == "cuda"
+                else torch.device("cpu")
+            )
+            world = World(data_rank=rank, data_world=point.world_size, device=device)
             report = measure_rank(point, world, args.interval, args.dask_scheduler)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a status
             return _fail(out, rank, exc)
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(out: Path, rank: int, exc: BaseException) -> int:
-    oom = _is_oom(exc)
+    oom = is_oom(exc)
     _write_json(
         out / f"rank{rank}.error.json",
         {

@@ -22,8 +22,8 @@ class IndexStrategy(Strategy):
     """One normalized host copy of the steps the split spans; a batch is one gather per tensor.
 
     Args:
-        pin_memory: gather into pinned host buffers so the host-to-device copy is asynchronous
-            (only meaningful with a CUDA device; default False).
+        pin_memory: copy each gathered batch into pinned host memory so the host-to-device
+            copy is asynchronous (only meaningful with a CUDA device; default False).
         See :class:`~pgti_core.batching.base.Strategy` for the rest.
     """
 
@@ -40,8 +40,6 @@ class IndexStrategy(Strategy):
         t0, t1 = self._span()
         self._t0 = t0
         self._buf = torch.from_numpy(read_normalized(self.series.values, t0, t1, self.normalizer))
-        if self.pin_memory and self.device.type == "cuda":
-            self._buf = self._buf.pin_memory()
 
     def _buffers(self) -> list[torch.Tensor]:
         return [self._buf]
@@ -54,7 +52,7 @@ class IndexStrategy(Strategy):
         rows = self._rows(starts)
         x = gather_windows(self._buf, rows, self.spec.lags)
         y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
-        if self.pin_memory and self.device.type == "cuda":
+        if self.pin_memory and self.device.type == "cuda" and not x.is_cuda:
             x, y = x.pin_memory(), y.pin_memory()
         return self._to_device(x, y)
 
@@ -71,9 +69,3 @@ class GpuIndexStrategy(IndexStrategy):
         self._buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
         for off, block in load_normalized(v, t0, t1, self.normalizer):
             self._buf[off : off + len(block)].copy_(torch.from_numpy(block))
-
-    def batch(self, starts: np.ndarray) -> Batch:
-        rows = self._rows(starts)
-        x = gather_windows(self._buf, rows, self.spec.lags)
-        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
-        return x, y

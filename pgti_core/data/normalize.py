@@ -33,10 +33,9 @@ class Normalizer:
 
     def apply_(self, block: np.ndarray) -> np.ndarray:
         """Normalize ``block[..., channel]`` in place (float32 arithmetic, so every path agrees)."""
-        ch = block[..., self.channel]
+        ch = block[..., self.channel]  # a view: the ufuncs write into block
         np.subtract(ch, np.float32(self.mean), out=ch)
         np.divide(ch, np.float32(self.std), out=ch)
-        block[..., self.channel] = ch
         return block
 
     def inverse(self, x: torch.Tensor) -> torch.Tensor:

@@ -239,11 +239,13 @@ class HostMemorySampler:
             raise RuntimeError("HostMemorySampler.stop: not started")
         self._stop.set()
         self._thread.join()
-        if self._error is not None:
-            raise RuntimeError("host memory sampler thread failed") from self._error
-        self._sample_sync(self._phase)
-        for probe in self.probes:
-            probe.stop()
+        try:
+            if self._error is not None:
+                raise RuntimeError("host memory sampler thread failed") from self._error
+            self._sample_sync(self._phase)
+        finally:  # the probes (NVML) are released whatever happened to the thread
+            for probe in self.probes:
+                probe.stop()
         self.report = HostMemoryReport(
             baseline=self._baseline,
             peak=self._book.overall,
