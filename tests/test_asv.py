@@ -14,7 +14,7 @@ import torch
 
 from bench.asv.bench_memory import measure_in_child
 from bench.asv.common import random_series, split_of, strategy_on
-from bench.pgt_reference import (
+from bench.peers.pgt_reference import (
     BatchedDCRNNReference,
     WindowDataset,
     per_sample_loader,

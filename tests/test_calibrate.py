@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from bench import calibrate as cal
-from bench.project import CommModel, allreduce_s, load_calibration, save_calibration
+from bench.perf import calibrate as cal
+from bench.perf.project import CommModel, allreduce_s, load_calibration, save_calibration
 
 
 def test_parse_sizes_binary_units():

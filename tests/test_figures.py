@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import figures
-from bench.results import append_row, read_results
+from bench.report import figures
+from bench.sweep.results import append_row, read_results
 
 SMALL = figures.SCALES["small"]
 PEMS_BAY, CHICKENPOX, WINDMILL = (SMALL.figure5[k] for k in figures.QUALITY)

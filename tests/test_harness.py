@@ -10,8 +10,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from bench import run as bench_run
-from bench.results import COLUMNS, read_results
+from bench.sweep import driver as bench_run
+from bench.sweep.results import COLUMNS, read_results
 
 TINY = "metr-la:nodes=12,steps=1200"
 BASE = ["--datasets", TINY, "--epochs", "1", "--max-steps", "3", "--quiet", "--timeout", "120"]
@@ -251,7 +251,7 @@ def test_standard_dask_sweep_records_gathered_bytes(tmp_path):
 def test_dask_gather_projection_scales_beyond_the_real_ranks():
     from types import SimpleNamespace
 
-    from bench.rows import _projected_gather
+    from bench.sweep.rows import _projected_gather
 
     reports = [
         {"summary": {"strategy": {"gather_seconds_per_step": s}}} for s in (0.1, 0.2, 0.15, 0.1)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from pgti_core.batching.windows import WindowSpec, split_starts
 from pgti_core.data import normalize
 from pgti_core.data.normalize import Normalizer, step_weights, train_window_stats
 from pgti_core.data.synthetic import generate
+from pgti_core.data.windows import WindowSpec, split_starts
 
 SPEC = WindowSpec(12, 12)
 

@@ -1,12 +1,12 @@
-"""Figures, derived speedups and the summary from results rows (bench.plot, bench.summary)."""
+"""Figures, derived speedups and the summary from results rows (bench.plot, bench.report.summary)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.plot import main, make_plots, scaling_figure, strategy_styles
-from bench.results import append_row, read_results
-from bench.summary import aggregate, left_out_lines, with_speedups
+from bench.report.plot import main, make_plots, scaling_figure, strategy_styles
+from bench.report.summary import aggregate, left_out_lines, with_speedups
+from bench.sweep.results import append_row, read_results
 
 STRATEGIES = {
     "standard": (24.0, 40.0),

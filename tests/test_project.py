@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.project import (
+from bench.perf.project import (
     CommModel,
     allreduce_s,
     gather_s,

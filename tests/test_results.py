@@ -1,4 +1,4 @@
-"""The results CSV schema and its append/read/resume functions (bench.results)."""
+"""The results CSV schema and its append/read/resume functions (bench.sweep.results)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.results import (
+from bench.sweep.results import (
     COLUMNS,
     HEADER,
     append_row,
@@ -129,7 +129,7 @@ def test_append_after_unterminated_line_keeps_own_row_intact(tmp_path):
 
 WRITER = """
 import sys
-from bench.results import append_row
+from bench.sweep.results import append_row
 path, who, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for i in range(n):
     append_row(path, {"point_key": f"w{who}-{i}", "status": "ok", "repeat": i,

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from bench import submit
+from bench.jobs import submit
 
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash not installed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.pgt_reference import per_sample_loader
+from bench.peers.pgt_reference import per_sample_loader
 
 from .common import BATCH, SPEC, batch_source, best_time, random_series, split_of, strategy_on
 

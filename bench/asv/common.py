@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from bench.pgt_reference import BatchedDCRNNReference
+from bench.peers.pgt_reference import BatchedDCRNNReference
 from pgti_core.batching import Strategy, WindowSpec, build_strategy, split_starts
 from pgti_core.data.normalize import Normalizer, train_window_stats
 from pgti_core.data.series import Series

@@ -5,7 +5,7 @@ from pgti_core.batching.index import GpuIndexStrategy, IndexStrategy
 from pgti_core.batching.partitioned import PartitionedStrategy
 from pgti_core.batching.registry import STRATEGIES, build_strategy
 from pgti_core.batching.standard import StandardStrategy
-from pgti_core.batching.windows import WindowSpec, split_starts
+from pgti_core.data.windows import WindowSpec, split_starts
 
 __all__ = [
     "Batch",

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from pgti_core.batching.windows import WindowSpec
 from pgti_core.data.normalize import Normalizer
 from pgti_core.data.series import Series
+from pgti_core.data.windows import WindowSpec
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -26,9 +26,9 @@ from pgti_core.batching.dask_cluster import (
     start_local_cluster,
 )
 from pgti_core.batching.partitioned import PartitionedStrategy
-from pgti_core.batching.windows import WindowSpec
 from pgti_core.data.normalize import Normalizer
 from pgti_core.data.series import Series
+from pgti_core.data.windows import WindowSpec
 
 _PROBE_STEPS = 8
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pgti_core.batching.windows import WindowSpec, split_starts
 from pgti_core.data.cache import Built, ValuesWriter, load_or_build
 from pgti_core.data.formats import OPENERS, FileSource
 from pgti_core.data.series import Series
@@ -28,6 +27,7 @@ from pgti_core.data.synthetic import (
     synthetic_meta,
     synthetic_timestamps,
 )
+from pgti_core.data.windows import WindowSpec, split_starts
 
 SYNTHETIC = "synthetic"
 _OPTIONS = {SYNTHETIC: ("nodes", "steps"), "dcrnn": ("adj",), "pems": (), "largest": ("adj",)}

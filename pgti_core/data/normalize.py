@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pgti_core.batching.windows import WindowSpec
+from pgti_core.data.windows import WindowSpec
 
 _CHUNK_BYTES = 8 << 20  # bounded transient memory per pass
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pgti_core.batching.windows import WindowSpec
 from pgti_core.data.graph import SensorGraph, road_graph
 from pgti_core.data.series import Series
+from pgti_core.data.windows import WindowSpec
 
 GENERATOR_VERSION = 1
 CHUNK_STEPS = 1024  # part of the generator's definition: changing it changes the bytes

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
-from pgti_core.batching.windows import WindowSpec
+from pgti_core.data.windows import WindowSpec
 
 
 class WindowDataset(Dataset):

@@ -11,9 +11,9 @@ import argparse
 import gc
 import sys
 
-from bench.results import DONE_STATUSES, append_row, finished_keys
-from bench.rows import failed_row, ok_row
-from bench.worker import first_line, is_oom, measure_rank
+from bench.sweep.results import DONE_STATUSES, append_row, finished_keys
+from bench.sweep.rows import failed_row, ok_row
+from bench.sweep.worker import first_line, is_oom, measure_rank
 from pgti_core.data.datasets import DatasetSpec
 from pgti_core.dist.env import DistEnv, device_for
 from pgti_core.dist.group import broadcast_object, distributed, gather_objects

@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from statistics import mean, stdev
 
-from bench.plan import SweepPoint, analytic_bytes
-from bench.project import CommModel, project_epoch
-from bench.results import utc_now
+from bench.perf.project import CommModel, project_epoch
+from bench.sweep.plan import SweepPoint, analytic_bytes
+from bench.sweep.results import utc_now
 from pgti_core import __version__
 from pgti_core.data.datasets import DatasetSpec
 

@@ -56,7 +56,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     ``raw_bytes`` is the dataset's raw fp32 size, ``steps * nodes * features * 4``.
 
     Args:
-        df (pandas.DataFrame): rows as returned by :func:`bench.results.read_results`.
+        df (pandas.DataFrame): rows as returned by :func:`bench.sweep.results.read_results`.
     """
     df = df.assign(
         raw_bytes=df["steps"].astype("Float64")
@@ -233,7 +233,7 @@ def summary_markdown(
     """The markdown summary: per figure group, the numbers behind the figures; then left-out rows.
 
     Args:
-        df (pandas.DataFrame): all rows (any status), as from :func:`bench.results.read_results`.
+        df (pandas.DataFrame): all rows (any status), as from :func:`bench.sweep.results.read_results`.
         figures (Sequence[Path], default none): figure files to list (linked by file name).
         time_col (str, default ``"total_s"``): the time speedup is computed from.
     """

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 _PROBE = (
-    "import bench.worker, psutil;"
+    "import bench.sweep.worker, psutil;"
     "m = psutil.Process().memory_full_info();"
     "print(getattr(m, 'pss', m.rss))"
 )

@@ -150,7 +150,9 @@ def format_row(row: Mapping[str, object]) -> str:
     """
     unknown = sorted(set(row) - set(SCHEMA))
     if unknown:
-        raise ValueError(f"row: unknown column(s) {', '.join(unknown)}; see bench.results.COLUMNS")
+        raise ValueError(
+            f"row: unknown column(s) {', '.join(unknown)}; see bench.sweep.results.COLUMNS"
+        )
     for name, allowed in (("status", STATUSES), ("mode", MODES)):
         if row.get(name) not in (None, "") and row[name] not in allowed:
             raise ValueError(f"row[{name!r}]: {row[name]!r} is not one of {', '.join(allowed)}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from bench.plan import SweepPoint
+from bench.sweep.plan import SweepPoint
 from pgti_core.dist.env import detect_env, device_for
 from pgti_core.dist.group import distributed, gather_objects
 from pgti_core.instruments.device import DeviceMemoryMonitor

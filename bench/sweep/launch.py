@@ -16,8 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.plan import SweepPoint
-from bench.worker import EXIT_OOM
+from bench.sweep.plan import SweepPoint
+from bench.sweep.worker import EXIT_OOM
 from pgti_core.dist.group import free_port
 
 GRACE_S = 5.0
@@ -92,7 +92,7 @@ def run_point(
                 cmd = [
                     sys.executable,
                     "-m",
-                    "bench.worker",
+                    "bench.sweep.worker",
                     "--point",
                     str(work / "point.json"),
                     "--report-dir",

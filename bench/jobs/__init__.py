@@ -1,0 +1,1 @@
+"""Cluster jobs: SLURM and PBS scripts for a sweep."""

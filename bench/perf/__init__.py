@@ -1,0 +1,1 @@
+"""The performance model: all-reduce calibration and projection beyond this host."""

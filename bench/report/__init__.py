@@ -1,0 +1,1 @@
+"""Reporting: plots, summary tables and the paper's figures from result rows."""
