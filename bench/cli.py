@@ -3,19 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pgti_core.cli import (  # noqa: F401 - re-exported: the harness's commands use them from here
+    ArgumentParser,
+    HelpFormatter,
+    bounded,
+    check_input_file,
+    check_output_dir,
+    check_output_file,
+    nonneg_float,
+    one_line_data_errors,
+    positive_float,
+    positive_int,
+    seed,
+)
+from pgti_core.data.errors import first_line
+
+MAX_WORLD = 1 << 20
 
 
 def int_list(text: str) -> list[int]:
-    """``"1,8,128"`` -> ``[1, 8, 128]``; every value must be an integer >= 1."""
+    """``"1,8,128"`` -> ``[1, 8, 128]``; distinct integers in 1..:data:`MAX_WORLD`."""
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    if not values or any(not 1 <= v <= MAX_WORLD for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers in 1..{MAX_WORLD}, got {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a value is repeated in {text!r}")
     return values
 
 
@@ -35,22 +56,15 @@ def names(known: Iterable[str]) -> Callable[[str], list[str]]:
     return parse
 
 
-def _positive(kind: type, text: str) -> int | float:
+def scheduler_file(text: str) -> Path:
+    """A Dask scheduler file (``dask scheduler --scheduler-file``): readable JSON naming the
+    scheduler's ``address``; checked now, so a bad file cannot stall every point."""
+    path = Path(text)
     try:
-        v = kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
-
-
-def positive_int(text: str) -> int:
-    """An integer >= 1."""
-    return _positive(int, text)
-
-
-def positive_float(text: str) -> float:
-    """A number > 0."""
-    return _positive(float, text)
+        check_input_file(path)
+        info = json.loads(path.read_text())
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"not a Dask scheduler file: {first_line(exc)}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("address"), str):
+        raise argparse.ArgumentTypeError(f"{path} names no scheduler 'address'")
+    return path

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cli import int_list
+from bench.cli import ArgumentParser, bounded, check_output_dir, int_list, positive_int
 
 SCHEDULERS = {"slurm": "sbatch", "pbs": "qsub"}
 SUBMIT_ALL = "submit_all.sh"
@@ -191,7 +191,9 @@ class _JobText:
 
     def _slurm_launch(self, world: int, nodes: int, per_node: int) -> list[str]:
         return [
-            'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            # whole output captured, first line taken after: no pipe for SIGPIPE under pipefail
+            'hosts=$(scontrol show hostnames "$SLURM_JOB_NODELIST")',
+            'head_node=$(sed -n 1p <<< "$hosts")',
             f"srun --ntasks-per-node=1 --cpus-per-task={per_node * self.cpus}"
             f" {shlex.quote(self.python)} -m torch.distributed.run"
             f' --nnodes="$SLURM_NNODES" --nproc-per-node={per_node}'
@@ -217,7 +219,7 @@ class _JobText:
 
     def _pbs_launch(self, world: int, nodes: int, per_node: int) -> list[str]:
         return [
-            'MASTER_ADDR=$(head -n 1 "$PBS_NODEFILE")',
+            'MASTER_ADDR=$(sed -n 1p "$PBS_NODEFILE")',
             "export MASTER_ADDR",
             f"export MASTER_PORT={self.port}",
             f"mpiexec -n {world} --ppn {per_node} --depth={self.cpus} --cpu-bind depth"
@@ -259,24 +261,31 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     run_args = argv[argv.index("--") + 1 :] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bench.submit",
         description="Write SLURM/PBS job scripts (one per world size) for the sweep's cluster "
         "points; arguments after -- are passed to bench.run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--scheduler", required=True, choices=tuple(SCHEDULERS))
+    parser.add_argument(
+        "--scheduler", required=True, choices=tuple(SCHEDULERS), help="batch system"
+    )
     parser.add_argument("--gpus", type=int_list, default="4,8,16,32,64,128", help="world sizes")
-    parser.add_argument("--ranks-per-node", type=int, default=4, help="GPUs (ranks) per node")
+    parser.add_argument(
+        "--ranks-per-node", type=bounded(int, 1, 4096), default=4, help="GPUs (ranks) per node"
+    )
     parser.add_argument("--datasets", default="pems-bay", help="passed to bench.run")
     parser.add_argument("--strategies", default="index,standard", help="passed to bench.run")
     parser.add_argument("--out-dir", default="jobs", help="folder for scripts and job logs")
-    parser.add_argument("--account", default=None, help="allocation to charge")
-    parser.add_argument("--queue", default=None, help="queue (PBS) or partition (SLURM)")
+    parser.add_argument("--account", default=None, help="allocation to charge (default: none)")
+    parser.add_argument(
+        "--queue", default=None, help="queue (PBS) or partition (SLURM) (default: the site's)"
+    )
     parser.add_argument("--walltime", default="01:00:00", help="H:MM:SS per job")
     parser.add_argument("--python", default="python", help="interpreter on the compute nodes")
-    parser.add_argument("--cpus-per-rank", type=int, default=8, help="cores per rank")
-    parser.add_argument("--port", type=int, default=29500, help="rendezvous port")
+    parser.add_argument("--cpus-per-rank", type=positive_int, default=8, help="cores per rank")
+    parser.add_argument(
+        "--port", type=bounded(int, 1, 65535), default=29500, help="rendezvous port"
+    )
     parser.add_argument("--workdir", default=".", help="where the jobs run (the sweep's root)")
     parser.add_argument(
         "--pbs-chunk", default=None, help="PBS select chunk; default ngpus=<ranks per node>"
@@ -285,15 +294,23 @@ def main(argv: list[str] | None = None) -> int:
         "--directive",
         action="append",
         default=[],
-        help="extra header option, repeatable; write --directive=-l... or --directive=--x=y",
+        help="extra header option, repeatable; write --directive=-l... or --directive=--x=y "
+        "(default: none)",
     )
     parser.add_argument(
-        "--setup", action="append", default=[], help="shell line before the launch (repeatable)"
+        "--setup",
+        action="append",
+        default=[],
+        help="shell line before the launch, repeatable (default: none)",
     )
     parser.add_argument(
         "--no-check", action="store_true", help="skip checking the bench.run arguments here"
     )
     args = parser.parse_args(own)
+    try:
+        check_output_dir(args.out_dir)
+    except ValueError as exc:
+        parser.error(f"--out-dir: {exc}")
     try:
         if not args.no_check:
             _check_run_args(args, run_args)

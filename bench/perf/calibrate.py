@@ -8,7 +8,6 @@ the ring formula ``t = 2 (P-1) alpha + 2 (P-1)/P * n / beta`` to the medians.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from bench.cli import ArgumentParser, bounded, check_output_file
 from bench.perf.project import save_calibration
 from pgti_core.dist.group import free_port
 
@@ -49,6 +49,7 @@ def parse_sizes(text: str) -> list[int]:
 
 
 _DEFAULT_SIZES_TEXT = "8,1k,64k,1M,16M"
+_MAX_SIZE = 1 << 30
 DEFAULT_SIZES = tuple(parse_sizes(_DEFAULT_SIZES_TEXT))
 DEFAULT_ITERS, DEFAULT_WARMUP = 20, 3
 
@@ -200,21 +201,22 @@ def _rank_main(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: calibrate and write the JSON that emulated sweep points load."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m bench.calibrate",
         description="Time all-reduces among local ranks and fit the latency/bandwidth model "
         "that emulated sweep points use beyond this host.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--out", default="results/calibration.json", help="JSON to write")
-    parser.add_argument("--ranks", type=int, default=2, help="local ranks (>= 2)")
+    parser.add_argument("--ranks", type=bounded(int, 2, 256), default=2, help="local ranks")
     parser.add_argument("--sizes", default=_DEFAULT_SIZES_TEXT, help="message bytes, k/M/G binary")
     parser.add_argument(
-        "--iters", type=int, default=DEFAULT_ITERS, help="timed all-reduces per size"
-    )
+        "--iters", type=bounded(int, 1, 100_000), default=DEFAULT_ITERS,
+        help="timed all-reduces per size",
+    )  # fmt: skip
     parser.add_argument(
-        "--warmup", type=int, default=DEFAULT_WARMUP, help="untimed all-reduces per size"
-    )
+        "--warmup", type=bounded(int, 0, 100_000), default=DEFAULT_WARMUP,
+        help="untimed all-reduces per size",
+    )  # fmt: skip
     parser.add_argument(
         "--backend",
         choices=("auto", "gloo", "nccl"),
@@ -222,12 +224,18 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: nccl when every rank has a GPU, else gloo",
     )
     args = parser.parse_args(argv)
-    try:
+    try:  # everything checked before the ranks start
         sizes = parse_sizes(args.sizes)
-        backend = None if args.backend == "auto" else args.backend
-        record = calibrate(args.ranks, sizes, args.iters, backend, args.warmup)
+        if max(sizes) > _MAX_SIZE:
+            raise ValueError(f"sizes: at most {_MAX_SIZE >> 30} GiB per message, got {max(sizes)}")
+        backend = _backend(args.ranks, None if args.backend == "auto" else args.backend)
+        try:
+            check_output_file(args.out)
+        except ValueError as exc:
+            raise ValueError(f"--out: {exc}") from None
     except ValueError as exc:
         parser.error(str(exc))
+    record = calibrate(args.ranks, sizes, args.iters, backend, args.warmup)
     if record["oversubscribed"]:
         print(f"warning: {args.ranks} ranks on {record['cpu_cores']} cores", file=sys.stderr)
     path = save_calibration(record, args.out)

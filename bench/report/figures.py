@@ -37,7 +37,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.cli import names
+from bench.cli import ArgumentParser, check_output_dir, names
 from bench.report.plot import draw_series, save_figure, seconds_axis, strategy_styles, world_axis
 from bench.report.summary import aggregate, fmt_bytes, fmt_num, left_out_lines, md_table, plus_minus
 from bench.sweep.driver import gpus_here
@@ -602,8 +602,7 @@ STAGE_FUNCS: dict[str, Callable[[Context], list[Path]]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.figures", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = ArgumentParser(prog="python -m bench.figures", description=__doc__)
     p.add_argument("--scale", choices=list(SCALES), default="small",
                    help="run sizes: small runs here in about 10 minutes, full is the paper's "
                         "(default: %(default)s)")  # fmt: skip
@@ -627,8 +626,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for flag, path in (("--out", args.out), ("--results", args.results)):
-        if path.exists() and not path.is_dir():
-            parser.error(f"{flag}: {path} is not a directory")
+        try:
+            check_output_dir(path)
+        except ValueError as exc:
+            parser.error(f"{flag}: {exc}")
     results = args.results / args.scale
     ctx = Context(SCALES[args.scale], results, args.out, run=not args.no_run, quiet=args.quiet,
                   baseline=args.baseline)  # fmt: skip

@@ -31,6 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, LogLocator, NullLocator
 
+from bench.cli import ArgumentParser, check_output_dir
 from bench.report.summary import (
     BASELINE,
     FACETS,
@@ -426,11 +427,7 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, time_col: str = "total_s")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.plot",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = ArgumentParser(prog="python -m bench.plot", description=__doc__)
     p.add_argument("csv", nargs="+", type=Path, help="results CSV file(s) written by bench.run")
     p.add_argument(
         "--out", type=Path, default=Path("plots"), help="directory for the figures and summary.md"
@@ -454,8 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         df = read_results(args.csv)
     except ValueError as exc:
         parser.error(str(exc).splitlines()[0])
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out: {args.out} is not a directory")
+    try:
+        check_output_dir(args.out)
+    except ValueError as exc:
+        parser.error(f"--out: {exc}")
     for line in left_out_lines(df):
         print(line)
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,16 +16,28 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
-from bench.cli import int_list, names, positive_float, positive_int
+from bench.cli import (
+    ArgumentParser,
+    bounded,
+    int_list,
+    names,
+    nonneg_float,
+    one_line_data_errors,
+    positive_float,
+    scheduler_file,
+    seed,
+)
 from bench.perf.project import CommModel, load_calibration
 from bench.sweep.baseline import measure_rank_baseline
 from bench.sweep.cluster import cluster_sweep
+from bench.sweep.faults import Stop, sigterm_as_interrupt
 from bench.sweep.launch import run_point
 from bench.sweep.plan import SweepPoint, plan_points, predict_node_peak
 from bench.sweep.results import DONE_STATUSES, append_row, check_writable, finished_keys, new_run_id
 from bench.sweep.rows import failed_row, ok_row
 from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
-from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
+from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
+from pgti_core.data.errors import first_line
 from pgti_core.dist.env import DistEnv, detect_env
 from pgti_core.instruments.system import describe_system, write_system_json
 from pgti_core.models.registry import MODELS
@@ -36,14 +49,12 @@ DEFAULTS = {
     "models": "dcrnn-paper",
 }
 MEMORY_MARGIN = 0.9
+MAX_POINTS = 100_000  # a plan beyond this is a typo (e.g. --repeats 100000000), not a sweep
+_SMALL = bounded(int, 1, 4096)  # ranks, workers, threads: beyond is a typo on any host
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.run",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = ArgumentParser(prog="python -m bench.run", description=__doc__)
     p.add_argument(
         "--gpus",
         type=int_list,
@@ -62,30 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="batching strategies",
     )
     p.add_argument("--models", type=names(MODELS), default=DEFAULTS["models"], help="models")
-    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument(
+        "--epochs", type=bounded(int, 1, 100_000), default=1, help="training epochs per point"
+    )
     p.add_argument(
         "--batch-size",
-        type=positive_int,
+        type=bounded(int, 1, 1 << 20),
         default=None,
         help="samples per rank per step (default: the dataset profile's)",
     )
     p.add_argument(
         "--max-steps",
-        type=positive_int,
+        type=bounded(int, 1, 10**9),
         default=None,
         help="cap on training steps per epoch (default: whole epoch)",
     )
-    p.add_argument("--repeats", type=positive_int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=bounded(int, 1, 10_000), default=1, help="runs of every point")
+    p.add_argument("--seed", type=seed, default=0, help="seed of data, model and shuffles")
     p.add_argument(
         "--ranks-per-node",
-        type=positive_int,
+        type=_SMALL,
         default=None,
         help="ranks per node of the emulated/cluster world (default: GPUs here, else 4)",
     )
     p.add_argument(
         "--max-local-ranks",
-        type=positive_int,
+        type=_SMALL,
         default=None,
         help="most CPU ranks run for real here (default: from free memory and the measured idle-rank cost)",
     )
@@ -108,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per point before it is killed",
     )
     p.add_argument(
-        "--interval", type=positive_float, default=0.05, help="memory sampling interval in seconds"
+        "--interval",
+        type=bounded(float, 0.001, 60),
+        default=0.05,
+        help="memory sampling interval in seconds",
     )
     p.add_argument(
         "--calibration",
@@ -118,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--alpha",
-        type=float,
+        type=nonneg_float,
         default=None,
         help="all-reduce latency in s (with --beta, instead of a calibration)",
     )
@@ -130,13 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dask-workers",
-        type=positive_int,
+        type=_SMALL,
         default=2,
         help="standard-dask: workers of the LocalCluster started for each point",
     )
     p.add_argument(
         "--dask-scheduler-file",
-        type=Path,
+        type=scheduler_file,
         default=None,
         help="standard-dask: join this cluster (dask scheduler --scheduler-file) instead",
     )
@@ -147,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads-per-rank",
-        type=positive_int,
+        type=_SMALL,
         default=1,
         help="torch/OpenMP threads per local rank (a rank plays one device; more threads per rank "
         "on a shared host collapse under contention)",
@@ -184,31 +200,58 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
     args = parser.parse_args(argv)
     try:
         datasets = [parse_dataset_spec(t) for t in split_dataset_list(args.datasets)]
+        for ds in datasets:
+            ds.shape  # noqa: B018 - a file spec opens its files (header only) now
     except ValueError as exc:
-        parser.error(f"--datasets: {exc}")
+        parser.error(f"--datasets: {first_line(exc)}")
     if not datasets:
         parser.error("--datasets: give at least one dataset")
+    if len({d.text for d in datasets}) != len(datasets):
+        parser.error("--datasets: a dataset is given twice")
+    n_points = len(datasets) * len(args.strategies) * len(args.models) * len(args.gpus)
+    if n_points * args.repeats > MAX_POINTS:
+        parser.error(
+            f"--repeats {args.repeats}: the plan would hold {n_points * args.repeats} points "
+            f"(at most {MAX_POINTS}); sweep fewer values"
+        )
+    if len(set(args.strategies)) != len(args.strategies) or len(set(args.models)) != len(
+        args.models
+    ):
+        parser.error("--strategies/--models: a name is given twice")
     if (args.alpha is None) != (args.beta is None):
         parser.error("--alpha and --beta go together")
-    if args.alpha is not None and args.alpha < 0:
-        parser.error(f"--alpha: must be >= 0, got {args.alpha}")
-    if args.dask_scheduler_file is not None and not args.dask_scheduler_file.is_file():
-        parser.error(f"--dask-scheduler-file: no file at {args.dask_scheduler_file}")
+    if args.backend == "nccl" and not gpus_here():
+        parser.error("--backend nccl needs CUDA GPUs on this host; use --backend gloo")
+
     if "standard-dask" in args.strategies:
         try:
             strategy_class("standard-dask")
         except ValueError as exc:
             parser.error(f"--strategies: {exc}")
-    if args.calibration is not None and not args.calibration.is_file():
-        parser.error(
-            f"--calibration: no file at {args.calibration}; run python -m bench.calibrate --out {args.calibration}"
-        )
+    if args.calibration is not None:
+        if not args.calibration.is_file():
+            parser.error(
+                f"--calibration: no file at {args.calibration}; run python -m bench.calibrate --out {args.calibration}"
+            )
+        try:
+            load_calibration(args.calibration)
+        except ValueError as exc:
+            parser.error(f"--calibration: {first_line(exc)}")
     if not args.dry_run:
         try:
             check_writable(args.out)
         except ValueError as exc:
             parser.error(f"--out: {exc}")
     return args, datasets
+
+
+def prepare_files(datasets: list[DatasetSpec], seed: int) -> None:
+    """Convert real files into the cache (and verify them) before any point, so a file that
+    cannot give a meaningful series stops the sweep with one line instead of failing every
+    point; raises :class:`~pgti_core.data.errors.DataError`."""
+    for ds in datasets:
+        if ds.is_file:
+            load_dataset(ds, seed=seed)  # converted and verified; the mapping is dropped
 
 
 def gpus_here() -> int:
@@ -248,6 +291,7 @@ def run_info(n_gpus: int) -> dict:
     }
 
 
+@one_line_data_errors("python -m bench.run")
 def main(argv: list[str] | None = None) -> int:
     args, datasets = parse_args(argv)
     env = detect_env()
@@ -280,15 +324,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print_plan(points, predicted, budget, baseline)
         return 0
-    done = set() if args.force else finished_keys(args.out, statuses=DONE_STATUSES)
+    damaged: list[str] = []
+    done = set() if args.force else finished_keys(args.out, DONE_STATUSES, damaged)
+    for line in damaged[:10]:
+        print(f"damaged row ignored, its point re-runs: {line}", file=sys.stderr)
     todo = [p for p in points if p.key not in done]
+    if todo:
+        prepare_files(datasets, args.seed)
+    comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
     run = run_info(n_gpus)
     if todo:  # one system description per invocation that runs something
         write_system_json(
             args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
             extra={"rank_baseline_pss": baseline, "points": len(todo)},
         )
-    comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
     if not args.quiet:
         print(
             f"{len(points)} points, {len(points) - len(todo)} already in {args.out}, {len(todo)} to run "
@@ -296,25 +345,31 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     bar = tqdm(todo, unit="point", disable=args.quiet, dynamic_ncols=True)
+    statuses = []
     try:
-        for point in bar:
-            bar.set_description(point.label)
-            row = run_one(
-                point, by_label[point.dataset], run, predicted[point.key], budget, args, comm
-            )
-            append_row(args.out, row)
-            if not args.quiet:
-                tqdm.write(point_line(point, row))
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            for point in bar:
+                bar.set_description(point.label)
+                row = run_one(
+                    point, by_label[point.dataset], run, predicted[point.key], budget, args, comm
+                )
+                append_row(args.out, row)
+                statuses.append(row["status"])
+                if not args.quiet:
+                    tqdm.write(point_line(point, row))
+    except KeyboardInterrupt as exc:
         bar.close()
         print(
             f"interrupted: finished points are kept in {args.out}; re-run to resume",
             file=sys.stderr,
         )
-        return 130
+        return 128 + (exc.args[0] if isinstance(exc, Stop) else signal.SIGINT)
     bar.close()
     if not args.quiet:
         print(f"wrote {len(todo)} rows to {args.out}", file=sys.stderr)
+    if statuses and all(s in ("failed", "killed") for s in statuses):
+        print(f"every point failed; see the error column of {args.out}", file=sys.stderr)
+        return 1
     return 0
 
 

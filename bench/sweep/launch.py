@@ -1,7 +1,9 @@
 """Run one sweep point in fresh processes: spawn its local ranks, watch them, collect reports.
 
-Each rank is its own process group leader so that a crash, a timeout or Ctrl-C can kill the
-whole point (ranks and anything they started) and leave no orphans.
+Each rank is its own process group leader so that a crash, a timeout, Ctrl-C or SIGTERM can kill
+the whole point (ranks and anything they started) and leave no orphans; a SIGKILL of the launcher
+takes its ranks with it (:mod:`bench.sweep.faults`). A rank killed by SIGKILL is ``oom`` only if
+the OOM killer's counter rose during the point, else ``killed``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.sweep.faults import (
+    PARENT_VAR,
+    clean_stale_tempdirs,
+    die_with_parent,
+    oom_kills,
+    owned_tempdir,
+)
 from bench.sweep.plan import SweepPoint
 from bench.sweep.worker import EXIT_OOM
 from pgti_core.dist.group import free_port
@@ -34,7 +42,12 @@ class PointResult:
 
 
 def _rank_env(point: SweepPoint, local_rank: int, port: int, threads: int) -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        PYTHONUNBUFFERED="1",
+        **{PARENT_VAR: str(os.getpid())},
+    )
     if point.mode == "measured":
         env.update(
             RANK=str(local_rank),
@@ -75,12 +88,12 @@ def run_point(
     A ``standard-dask`` point joins ``dask_scheduler`` or gets a fresh ``LocalCluster`` of
     ``dask_workers`` workers for itself, shut down after the point whatever its outcome.
     """
-    with tempfile.TemporaryDirectory(prefix="pgti-point-") as tmp:
-        work = Path(tmp)
+    clean_stale_tempdirs()
+    with owned_tempdir() as work:
         (work / "point.json").write_text(json.dumps(asdict(point)))
         port = free_port()
         procs: list[subprocess.Popen] = []
-        t0 = time.perf_counter()
+        t0, kills_before = time.perf_counter(), oom_kills()
         cluster = client = None
         try:
             if point.strategy == "standard-dask" and dask_scheduler is None:
@@ -112,10 +125,14 @@ def run_point(
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
+                        preexec_fn=die_with_parent,
                     )
                 )
                 log.close()
             status, error = _wait(procs, timeout_s, t0)
+            if status == "killed" and _oom_evidence(kills_before):
+                status = "oom"
+                error = "rank killed by SIGKILL; the kernel's OOM killer counted a kill"
         except BaseException:
             _kill(procs)
             raise
@@ -160,9 +177,14 @@ def _wait(procs: list[subprocess.Popen], timeout_s: float, t0: float) -> tuple[s
         time.sleep(0.1)
 
 
+def _oom_evidence(before: int | None) -> bool:
+    after = oom_kills()
+    return before is not None and after is not None and after > before
+
+
 def _classify(code: int) -> tuple[str, str]:
     if code == -signal.SIGKILL:
-        return "oom", "rank killed by SIGKILL (the kernel's OOM killer, most likely)"
+        return "killed", "rank killed by SIGKILL (no OOM-killer kill was counted)"
     if code == EXIT_OOM:
         return "oom", ""
     return "failed", "" if code > 0 else f"rank died of signal {-code}"

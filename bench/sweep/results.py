@@ -2,7 +2,8 @@
 
 Rows are appended whole (one ``os.write`` on an ``O_APPEND`` descriptor under an exclusive
 ``flock``, then ``fsync``), so a crash never leaves half a row and concurrent writers never
-interleave; a re-run resumes by skipping the ``point_key`` values already written.
+interleave; a re-run resumes by skipping the ``point_key`` values already written in complete,
+well-formed rows (a damaged row is reported and its point re-run; the file is never rewritten).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import io
 import math
 import os
 import secrets
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+
+from pgti_core.cli import check_output_file
 
 # Column -> kind ("str", "int", "float", "bool"), in file order. DESIGN's names are kept exactly;
 # the extra columns sit in the section they belong to.
@@ -94,7 +96,8 @@ COLUMNS: tuple[str, ...] = tuple(SCHEMA)
 # what resume treats as finished: skipped points are re-checked (the memory they lacked may be
 # free now) and failed ones retried
 DONE_STATUSES: tuple[str, ...] = ("ok", "oom")
-STATUSES: tuple[str, ...] = ("ok", "oom", "failed", "skipped")
+# killed: a rank died of SIGKILL with no sign of the OOM killer (retried, like failed)
+STATUSES: tuple[str, ...] = ("ok", "oom", "failed", "skipped", "killed")
 MODES: tuple[str, ...] = ("measured", "emulated")
 
 _TRUE = {"true", "1", "yes"}
@@ -210,33 +213,19 @@ def append_row(path: str | os.PathLike, row: Mapping[str, object]) -> None:
 def check_writable(path: str | os.PathLike) -> None:
     """Raise ValueError (one line) unless rows can be appended at ``path``; creates nothing.
 
-    An existing file must be writable and carry this version's header; a new file needs its
-    nearest existing ancestor to be a writable directory.
+    An existing file must be a writable regular file (a FIFO would block) carrying this
+    version's header; a new file needs its nearest existing ancestor to be a writable directory.
 
     Args:
         path (str | PathLike): the results CSV.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory; give a .csv file path")
+    check_output_file(path)
     if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ValueError(f"{path} is not writable")
         with open(path, "rb") as fh:
             fd = fh.fileno()
             if os.fstat(fd).st_size and (header := _read_header(fd)) != HEADER:
                 raise ValueError(_header_error(path, header))
-        return
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{path}: {parent} is not a directory")
-    try:  # a real probe: access() says yes to root even where files cannot be made (/proc)
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot create files in {parent} ({exc.strerror})") from None
 
 
 def _typed(column: pd.Series, kind: str) -> pd.Series:
@@ -288,20 +277,86 @@ def read_results(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.D
     return pd.DataFrame(out, index=raw.index)
 
 
-def finished_keys(path: str | os.PathLike, statuses: Iterable[str] = STATUSES) -> set[str]:
-    """The ``point_key`` values of rows in ``path`` whose status is one of ``statuses``.
+# the columns an ``ok`` row cannot lack: a row cut short after its status lacks them
+_OK_REQUIRED = ("epoch_s_mean", "total_s", "best_val_mae")
+
+
+def _damage(cells: list[str]) -> str:
+    """Why a data row cannot be trusted ('' if it is complete and well-formed)."""
+    if len(cells) != len(COLUMNS):
+        return f"{len(cells)} of {len(COLUMNS)} fields"
+    row = dict(zip(COLUMNS, cells, strict=True))
+    if not row["point_key"]:
+        return "no point_key"
+    if row["status"] not in STATUSES or row["mode"] not in MODES:
+        return f"status {row['status']!r} / mode {row['mode']!r} unknown"
+    for name, kind in SCHEMA.items():
+        text = row[name].strip()
+        if not text or kind == "str":
+            continue
+        if kind == "bool":
+            if text.lower() not in _TRUE | _FALSE:
+                return f"{name} {text!r} is not a bool"
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            return f"{name} {text!r} is not a number"
+        if kind == "int" and not value.is_integer():
+            return f"{name} {text!r} is not an integer"
+    if row["status"] == "ok":
+        missing = [c for c in _OK_REQUIRED if not row[c]]
+        if missing:
+            return f"an ok row without {', '.join(missing)}"
+    return ""
+
+
+def scan_rows(path: str | os.PathLike) -> tuple[list[dict[str, str]], list[str]]:
+    """The complete, well-formed rows of the CSV at ``path`` and a line per damaged one.
+
+    A row is trusted only if it ends with a newline, has every column of this version's header
+    and each value parses as its column's kind; an ``ok`` row must also carry its times and
+    metrics. The file is only read, never rewritten.
+
+    Args:
+        path (str | PathLike): the results CSV; a missing or empty file has no rows.
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return [], []
+    text = path.read_bytes().decode(errors="replace")
+    header, _, body = text.partition("\n")
+    if header + "\n" != HEADER:
+        raise ValueError(_header_error(path, header + "\n"))
+    complete = body.endswith("\n")
+    good, damaged = [], []
+    records = list(csv.reader(io.StringIO(body, newline="")))
+    for i, cells in enumerate(records):
+        if not cells:
+            continue
+        last = i == len(records) - 1
+        why = "cut off (no newline at its end)" if last and not complete else _damage(cells)
+        if why:
+            damaged.append(f"{path} row {i + 1}: {why}")
+        else:
+            good.append(dict(zip(COLUMNS, cells, strict=True)))
+    return good, damaged
+
+
+def finished_keys(
+    path: str | os.PathLike,
+    statuses: Iterable[str] = STATUSES,
+    damaged: list[str] | None = None,
+) -> set[str]:
+    """The ``point_key`` values of trusted rows in ``path`` whose status is one of ``statuses``.
 
     Args:
         path (str | PathLike): the results CSV; a missing file has none.
         statuses (Iterable[str], default all of :data:`STATUSES`): which outcomes count as done.
+        damaged (list, optional): receives a line per damaged row (its point is not done).
     """
-    path = Path(path)
-    if not path.exists():
-        return set()
+    rows, bad = scan_rows(path)
+    if damaged is not None:
+        damaged.extend(bad)
     wanted = set(statuses)
-    with open(path, newline="") as fh:
-        return {
-            r["point_key"]
-            for r in csv.DictReader(fh)
-            if r.get("status") in wanted and r.get("point_key")
-        }
+    return {r["point_key"] for r in rows if r["status"] in wanted}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from bench.sweep.faults import OOM_COUNTER_VAR, watch_parent
 from bench.sweep.plan import SweepPoint
 from pgti_core.dist.env import detect_env, device_for
 from pgti_core.dist.group import distributed, gather_objects
@@ -35,8 +36,9 @@ FAULT_VAR = "PGTI_FAULT"
 def inject_fault(rank: int) -> None:
     """Testing hook: ``PGTI_FAULT=KIND[:RANK]`` makes rank RANK (default 0) fail on purpose.
 
-    KIND is ``crash`` (an exception), ``oom`` (a MemoryError), ``kill`` (SIGKILL, as the OOM
-    killer does) or ``hang`` (sleeps until the point's timeout). Lets tests prove that every
+    KIND is ``crash`` (an exception), ``oom`` (a MemoryError), ``kill`` (SIGKILL from anyone),
+    ``oomkill`` (SIGKILL after bumping the counter file ``$PGTI_OOM_COUNTER``, as the kernel's
+    OOM killer does) or ``hang`` (sleeps until the point's timeout). Lets tests prove that every
     failure becomes a status and the sweep goes on.
     """
     spec = os.environ.get(FAULT_VAR)
@@ -49,11 +51,15 @@ def inject_fault(rank: int) -> None:
         raise RuntimeError(f"injected crash on rank {rank}")
     if kind == "oom":
         raise MemoryError(f"injected out of memory on rank {rank}")
-    if kind == "kill":
+    if kind == "oomkill":
+        counter = Path(os.environ[OOM_COUNTER_VAR])
+        kills = int(counter.read_text().split()[-1])
+        counter.write_text(f"oom_kill {kills + 1}\n")
+    if kind in ("kill", "oomkill"):
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "hang":
         time.sleep(10**6)
-    raise ValueError(f"{FAULT_VAR}: unknown fault {kind!r}; use crash, oom, kill or hang")
+    raise ValueError(f"{FAULT_VAR}: unknown fault {kind!r}; use crash, oom, kill, oomkill or hang")
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -106,6 +112,7 @@ def _write_json(path: Path, obj: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    watch_parent()  # a rank never outlives the sweep that started it
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )

@@ -5,6 +5,12 @@ back), ``edges.npz``, optional ``timestamps.npy`` and ``meta.json``
 (shape, dtype, sha256 of ``values.npy``, creation time, provenance). Entries are built in a
 staging directory and renamed into place under a file lock, so a killed build never leaves a
 partial entry and ranks that start together build it once.
+
+Before an entry's first use on a host its ``values.npy`` is checked against the sha256 in
+``meta.json``; what was verified is recorded in ``<dir>/.verified/<key>@<host>.json`` (the file's
+size, mtime, ctime and inode with the checksum), so later opens cost one ``stat``. Any write to
+the file changes its ctime and brings the check back. A mismatch rebuilds a generated entry; an
+entry converted from a real file is refused, naming the file (``rebuild=False``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import dtype_to_descr, write_array_header_1_0
 
+from pgti_core.data.errors import DataError, first_line
 from pgti_core.data.series import Series
 
 try:
@@ -35,9 +43,10 @@ except ImportError:  # not POSIX: rely on the atomic rename alone
 CACHE_FORMAT = 1
 _HASH_BLOCK = 16 << 20
 _STAGING = ".staging"
+_VERIFIED = ".verified"
 
 
-class CacheError(ValueError):
+class CacheError(DataError):
     """A cache entry is missing a file or disagrees with its metadata."""
 
 
@@ -98,7 +107,7 @@ def load_entry(path: str | os.PathLike, verify: bool = False) -> Series:
         stamps = path / "timestamps.npy"
         timestamps = np.load(stamps) if stamps.exists() else None
     except (OSError, ValueError, KeyError) as exc:
-        raise CacheError(f"cache entry {path}: unreadable ({exc})") from exc
+        raise CacheError(f"cache entry {path}: unreadable ({first_line(exc)})") from exc
     if list(values.shape) != meta.get("shape") or str(values.dtype) != meta.get("dtype"):
         raise CacheError(
             f"cache entry {path}: values.npy is {values.dtype}{list(values.shape)}, "
@@ -122,8 +131,12 @@ def load_or_build(
     build: Callable[[ValuesWriter], Built],
     cache_dir: str | os.PathLike | None = None,
     verify: bool = False,
+    rebuild: bool = True,
 ) -> Series:
     """Load the entry ``key``, building it first if it is missing or invalid.
+
+    An existing entry's checksum is verified before its first use on this host (see the module
+    docstring); a damaged entry is rebuilt, or refused when ``rebuild`` is False.
 
     Args:
         key (str): entry name (a directory name: no path separators).
@@ -131,43 +144,117 @@ def load_or_build(
         build (Callable): fills the :class:`ValuesWriter` it is given (``out[t0:t1] = block`` in
             step order) and returns a :class:`Built`.
         cache_dir (path, optional): see :func:`cache_root`.
-        verify (bool, default False): also check the sha256 of an existing entry.
+        verify (bool, default False): check the sha256 even if this host verified it before.
+        rebuild (bool, default True): rebuild a damaged entry; False raises :class:`CacheError`
+            naming its source (for entries converted from files the user owns).
     """
     if not key or "/" in key or os.sep in key or key.startswith("."):
         raise ValueError(f"key: must be a plain directory name, got {key!r}")
     root = cache_root(cache_dir)
     final = root / key
     with contextlib.suppress(CacheError):
-        return _load_shaped(final, shape, verify)
+        series = _load_shaped(final, shape)
+        if not verify and _stamp_matches(root, key, series.meta):
+            return series
+    root.mkdir(parents=True, exist_ok=True)
     staging = root / _STAGING / key  # this key's unfinished builds, renamed into place when done
-    staging.mkdir(parents=True, exist_ok=True)
     with _locked(root / f"{key}.lock") as exclusive:
-        if final.exists():
-            try:
-                return _load_shaped(final, shape, verify)
-            except CacheError as exc:
-                warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
-                _discard(final, staging)
-        if exclusive:  # nobody else builds this key now: leftovers are from killed builds
-            for stale in staging.iterdir():
-                shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=staging))
+        staging.mkdir(parents=True, exist_ok=True)
         try:
-            _write_entry(tmp, key, shape, build)
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; entries are shared read-only
+            if final.exists():
+                try:
+                    return _verified(root, key, shape)
+                except CacheError as exc:
+                    if not rebuild:
+                        raise
+                    warnings.warn(f"{exc}; rebuilding it", stacklevel=2)
+                    _discard(final, staging)
+            if exclusive:  # nobody else builds this key now: leftovers are from killed builds
+                for stale in staging.iterdir():
+                    shutil.rmtree(stale, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(dir=staging))
             try:
-                os.rename(tmp, final)
-            except OSError:
-                if not final.exists():
-                    raise
-                # another process without a working lock finished first: keep its entry
+                checksum = _write_entry(tmp, key, shape, build)
+                os.chmod(tmp, 0o755)  # mkdtemp makes it private; entries are shared read-only
+                try:
+                    os.rename(tmp, final)
+                except OSError:
+                    if not final.exists():
+                        raise
+                    # another process without a working lock finished first: keep its entry
+                    return _verified(root, key, shape)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            _write_stamp(root, key, checksum)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for empty in (staging, staging.parent):  # leave no empty staging folders behind
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
     return load_entry(final)
 
 
-def _load_shaped(path: Path, shape: tuple[int, int, int], verify: bool) -> Series:
-    series = load_entry(path, verify=verify)
+def _stamp_path(root: Path, key: str) -> Path:
+    return root / _VERIFIED / f"{key}@{socket.gethostname()}.json"
+
+
+def _file_identity(path: Path) -> dict:
+    """What changes when a file's bytes may have: size, mtime, ctime, inode and device."""
+    st = os.stat(path)
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
+
+
+def _stamp_matches(root: Path, key: str, meta: dict) -> bool:
+    """True if this host verified ``key``'s ``values.npy`` as it is now against ``meta``'s sha256."""
+    try:
+        stamp = json.loads(_stamp_path(root, key).read_text())
+        current = _file_identity(root / key / "values.npy")
+    except (OSError, ValueError):
+        return False
+    return stamp == {**current, "sha256": meta.get("sha256")}
+
+
+def _write_stamp(root: Path, key: str, checksum: str) -> None:
+    """Record that ``key``'s values were verified (or just written) with ``checksum``; a cache
+    this process cannot write to is simply verified again next time."""
+    path = _stamp_path(root, key)
+    try:
+        record = {**_file_identity(root / key / "values.npy"), "sha256": checksum}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _verified(root: Path, key: str, shape: tuple[int, int, int]) -> Series:
+    """Load ``key`` after checking its sha256 (skipped if this host's stamp still matches)."""
+    series = _load_shaped(root / key, shape)
+    if _stamp_matches(root, key, series.meta):
+        return series
+    checksum = sha256_file(root / key / "values.npy")
+    if checksum != series.meta.get("sha256"):
+        source = series.meta.get("table")
+        raise CacheError(
+            f"cache entry {root / key}: values.npy does not match its sha256 in meta.json"
+            + (
+                f" (a damaged copy of {source}; delete {root / key} to convert it again)"
+                if source
+                else ""
+            )
+        )
+    _write_stamp(root, key, checksum)
+    return series
+
+
+def _load_shaped(path: Path, shape: tuple[int, int, int]) -> Series:
+    series = load_entry(path)
     if tuple(series.values.shape) != tuple(shape):
         raise CacheError(
             f"cache entry {path}: holds {list(series.values.shape)}, wanted {list(shape)}"
@@ -231,7 +318,8 @@ class ValuesWriter:
 
 def _write_entry(
     tmp: Path, key: str, shape: tuple[int, int, int], build: Callable[[ValuesWriter], Built]
-) -> None:
+) -> str:
+    """Build the entry's files in ``tmp``; returns the sha256 of ``values.npy``."""
     with ValuesWriter(tmp / "values.npy", shape) as values:
         built = build(values)
     checksum = values.sha256()
@@ -253,6 +341,7 @@ def _write_entry(
         "cache_format": CACHE_FORMAT,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return checksum
 
 
 def _discard(entry: Path, staging: Path) -> None:

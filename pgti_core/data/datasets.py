@@ -192,7 +192,9 @@ def load_dataset(
         seed (int, default 0): generator seed (ignored for real files).
         cache_dir (path, optional): cache directory (default ``$PGTI_DATA_DIR``, then the user
             cache ``~/.cache/pgti``).
-        verify (bool, default False): check the sha256 of an existing cache entry.
+        verify (bool, default False): check the sha256 of an existing cache entry even if this
+            host verified it before (it always is before its first use here). A damaged
+            generated entry is rebuilt; a damaged conversion of a real file is refused.
     """
     if isinstance(spec, str):
         spec = parse_dataset_spec(spec)
@@ -227,7 +229,9 @@ def _load_file(spec: DatasetSpec, cache_dir: str | os.PathLike | None, verify: b
         meta = {**source.meta, "spec": spec.text}
         return Built(source.edge_index, source.edge_weight, spec.label, timestamps, meta)
 
-    return load_or_build(key, source.shape, build, cache_dir=cache_dir, verify=verify)
+    return load_or_build(
+        key, source.shape, build, cache_dir=cache_dir, verify=verify, rebuild=False
+    )
 
 
 def _parse_options(text: str, pairs: list[str], allowed: tuple[str, ...]) -> dict[str, str]:

@@ -9,7 +9,9 @@
 
 Features are speed and time of day as a fraction of the day, as DCRNN's
 ``generate_training_data.py`` builds them (``add_time_in_day=True``, no day of week). NaN readings
-become 0, the missing-value code. Edges are the nonzero off-diagonal entries ``adj[i, j]`` as
+become 0, the missing-value code. Data that can only give meaningless results is refused with a
+:class:`DatasetFileError`: non-numeric sensor columns, timestamps that do not increase, a speed
+series with no readings (all missing) or one constant value, a graph with no edges. Edges are the nonzero off-diagonal entries ``adj[i, j]`` as
 ``i -> j``; the diagonal is dropped (diffusion supports add the identity themselves). Pickles run
 code when loaded: read only files you trust.
 """
@@ -24,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pgti_core.data.errors import DataError, first_line
 from pgti_core.data.series import Series
 
 _CHUNK_BYTES = 64 << 20
 
 
-class DatasetFileError(ValueError):
+class DatasetFileError(DataError):
     """A dataset file is missing, unreadable or inconsistent with its companion file."""
 
 
@@ -81,17 +84,20 @@ class FileSource:
             raise ValueError(f"out: expected shape {self.shape}, got {tuple(out.shape)}")
         rows = max(1, _CHUNK_BYTES // (8 * self.num_nodes))
         stamps = []
+        readings = _Readings(self.table)
         with pd.HDFStore(self.table, mode="r") as store:
             for t0 in range(0, self.num_steps, rows):
                 frame = store.select(self.key, start=t0, stop=min(t0 + rows, self.num_steps))
                 index = _time_index(frame, self.table)
+                readings.check_times(index)
                 block = np.empty((len(frame), self.num_nodes, 2), dtype=np.float32)
-                speed = frame.to_numpy(dtype=np.float32, na_value=0.0)
+                speed = readings.add(_numeric(frame, self.table))
                 block[:, :, 0] = speed if self.order is None else speed[:, self.order]
                 tod = (index - index.normalize()) / pd.Timedelta(days=1)
                 block[:, :, 1] = np.asarray(tod, dtype=np.float32)[:, None]
                 out[t0 : t0 + len(frame)] = block
                 stamps.append(index.tz_localize(None).to_numpy(dtype="datetime64[ns]"))
+        readings.check_values()
         return np.concatenate(stamps)
 
     def to_series(self) -> Series:
@@ -130,7 +136,9 @@ def open_largest(table: str | os.PathLike, adj: str | os.PathLike | None = None)
     try:
         matrix = np.load(adj, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise DatasetFileError(f"adj: cannot read {adj} as a .npy array ({exc})") from exc
+        raise DatasetFileError(
+            f"adj: cannot read {adj} as a .npy array ({first_line(exc)})"
+        ) from exc
     return _source("largest", table, adj, None, matrix)
 
 
@@ -165,7 +173,7 @@ def _read_pickle(path: Path) -> tuple[list | None, np.ndarray]:
         with open(path, "rb") as f:
             obj = pickle.load(f, encoding="latin1")
     except Exception as exc:  # unpickling raises anything
-        raise DatasetFileError(f"adj: cannot unpickle {path} ({exc})") from exc
+        raise DatasetFileError(f"adj: cannot unpickle {path} ({first_line(exc)})") from exc
     if isinstance(obj, tuple | list) and len(obj) == 3:
         return [str(s) for s in obj[0]], np.asarray(obj[2])
     if isinstance(obj, np.ndarray):
@@ -197,7 +205,15 @@ def _source(
                     f"columns: the sensor ids of {table} do not match sensor_ids in {adj}"
                 )
             order = np.array([position[s] for s in sensor_ids], dtype=np.int64)
-    edge_index, edge_weight = dense_to_edges(matrix)
+    try:
+        edge_index, edge_weight = dense_to_edges(matrix)
+    except (TypeError, ValueError) as exc:
+        raise DatasetFileError(f"adj: {adj} is not a numeric matrix ({first_line(exc)})") from exc
+    if edge_index.shape[1] == 0:
+        raise DatasetFileError(
+            f"adj: {adj} has no edges (no finite nonzero off-diagonal entry); a graph model "
+            "needs a connected sensor graph"
+        )
     meta = {"source": "file", "format": fmt, "table": str(table), "adj": str(adj)}
     return FileSource(table.stem, table, key, num_steps, n, edge_index, edge_weight, order, meta)
 
@@ -218,10 +234,20 @@ def _table_layout(table: Path) -> tuple[str, int, pd.Index]:
     except DatasetFileError:
         raise
     except Exception as exc:  # tables/pandas raise many types for a bad file
-        raise DatasetFileError(f"table: cannot read {table} as a pandas HDF5 file ({exc})") from exc
+        raise DatasetFileError(
+            f"table: cannot read {table} as a pandas HDF5 file ({first_line(exc)})"
+        ) from exc
     if not isinstance(head, pd.DataFrame) or head.shape[1] < 2:
         raise DatasetFileError(f"table: {table} must hold a DataFrame with one column per sensor")
     _time_index(head, table)
+    text = [str(c) for c, kind in head.dtypes.items() if not pd.api.types.is_numeric_dtype(kind)]
+    if text:
+        raise DatasetFileError(
+            f"columns: {table} has non-numeric sensor column(s) {', '.join(text[:3])}; "
+            "expected one numeric column per sensor"
+        )
+    if rows < 2:
+        raise DatasetFileError(f"table: {table} has {rows} row(s); a series needs time steps")
     return key, int(rows), head.columns
 
 
@@ -231,3 +257,54 @@ def _time_index(frame: pd.DataFrame, table: Path) -> pd.DatetimeIndex:
             f"index: {table} must be indexed by timestamps, got {type(frame.index).__name__}"
         )
     return frame.index
+
+
+def _numeric(frame: pd.DataFrame, table: Path) -> np.ndarray:
+    """The frame's readings as float32; NaN and infinite readings become 0 (missing)."""
+    try:
+        speed = frame.to_numpy(dtype=np.float32, na_value=0.0)
+    except (TypeError, ValueError) as exc:
+        raise DatasetFileError(
+            f"columns: {table} holds a non-numeric reading ({first_line(exc)})"
+        ) from exc
+    speed[~np.isfinite(speed)] = 0.0
+    return speed
+
+
+class _Readings:
+    """Checks while a table streams by: increasing timestamps, and readings that are neither
+    all missing nor one constant value (either gives a meaningless model)."""
+
+    def __init__(self, table: Path) -> None:
+        self.table, self.last = table, None
+        self.low, self.high = np.inf, -np.inf
+
+    def check_times(self, index: pd.DatetimeIndex) -> None:
+        stamps = index.asi8
+        bad = np.flatnonzero(np.diff(stamps) <= 0)
+        if bad.size or (self.last is not None and len(stamps) and stamps[0] <= self.last):
+            at = index[bad[0] + 1] if bad.size else index[0]
+            raise DatasetFileError(
+                f"index: timestamps of {self.table} do not increase (at {at}); sort the table "
+                "and drop duplicate rows"
+            )
+        if len(stamps):
+            self.last = stamps[-1]
+
+    def add(self, speed: np.ndarray) -> np.ndarray:
+        observed = speed[speed != 0]
+        if observed.size:
+            self.low = min(self.low, float(observed.min()))
+            self.high = max(self.high, float(observed.max()))
+        return speed
+
+    def check_values(self) -> None:
+        if self.low > self.high:
+            raise DatasetFileError(
+                f"values: {self.table} has no readings (every value is NaN or 0, the missing code)"
+            )
+        if self.low == self.high:
+            raise DatasetFileError(
+                f"values: every reading of {self.table} is {self.low:g}; a constant series "
+                "cannot be learned from"
+            )

@@ -12,44 +12,69 @@ import sys
 from pathlib import Path
 
 from pgti_core.batching.registry import STRATEGIES
+from pgti_core.cli import (
+    ArgumentParser,
+    bounded,
+    check_output_file,
+    one_line_data_errors,
+    positive_float,
+    seed,
+)
+from pgti_core.data.datasets import parse_dataset_spec
+from pgti_core.data.errors import DataError, first_line
 from pgti_core.dist.env import detect_env, device_for, resolve_backend
 from pgti_core.dist.group import distributed
 from pgti_core.models.registry import MODELS
 from pgti_core.train.loop import EpochRecord
 from pgti_core.train.run import RunConfig, World, run
 
+_STEPS = bounded(int, 1, 100_000)  # lags, horizon: window lengths in time steps
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pgti_core.train",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = ArgumentParser(prog="python -m pgti_core.train", description=__doc__)
     p.add_argument(
         "--dataset", default="metr-la", help="profile, 'name:nodes=..,steps=..', or real-file spec"
     )
-    p.add_argument("--strategy", default="index", choices=list(STRATEGIES))
-    p.add_argument("--model", default="dcrnn-paper", choices=list(MODELS))
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=None, help="per rank (default: the profile's)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lags", type=int, default=None, help="input steps (default: the profile's)")
+    p.add_argument("--strategy", default="index", choices=list(STRATEGIES), help="batching")
+    p.add_argument("--model", default="dcrnn-paper", choices=list(MODELS), help="model")
+    p.add_argument("--epochs", type=bounded(int, 1, 100_000), default=1, help="training epochs")
     p.add_argument(
-        "--horizon", type=int, default=None, help="target steps (default: the profile's)"
+        "--batch-size",
+        type=bounded(int, 1, 1 << 20),
+        default=None,
+        help="per rank (default: the profile's)",
     )
-    p.add_argument("--max-steps", type=int, default=None, help="cap on steps per epoch")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=seed, default=0, help="seed of data, model and shuffles")
+    p.add_argument("--lags", type=_STEPS, default=None, help="input steps (default: the profile's)")
     p.add_argument(
-        "--backend", default=None, help="nccl or gloo (default: nccl with CUDA, else gloo)"
+        "--horizon", type=_STEPS, default=None, help="target steps (default: the profile's)"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=bounded(int, 1, 10**9),
+        default=None,
+        help="cap on steps per epoch (default: the whole epoch)",
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        choices=("gloo", "nccl"),
+        help="collective backend (default: nccl with CUDA, else gloo)",
     )
     p.add_argument("--pin-memory", action="store_true", help="pinned host buffers (index on CUDA)")
     p.add_argument(
-        "--metrics-out", type=Path, default=None, help="rank 0 writes the run's metrics JSON here"
+        "--metrics-out",
+        type=Path,
+        default=None,
+        help="rank 0 writes the run's metrics JSON here (default: none)",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
 
 
+@one_line_data_errors("python -m pgti_core.train")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -68,13 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         config.validate()
+        spec = parse_dataset_spec(config.dataset)
+        if spec.is_file:
+            spec.open()  # files located and their headers checked now, before any work
         backend = resolve_backend(args.backend)
         env = detect_env()
         device = device_for(env, backend)
+        if args.metrics_out is not None and env.rank == 0:
+            check_output_file(args.metrics_out)
     except ValueError as exc:
-        parser.error(str(exc))
-    if args.metrics_out is not None and env.rank == 0:
-        args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
+        parser.error(first_line(exc))
 
     def progress(rec: EpochRecord) -> None:
         if env.rank == 0 and not args.quiet:
@@ -88,15 +116,18 @@ def main(argv: list[str] | None = None) -> int:
         with distributed(env, backend):
             world = World(env.rank, env.world_size, device, ddp=env.world_size > 1)
             outcome = run(config, world, on_epoch=progress)
+    except DataError:
+        raise  # one line, exit 1 (one_line_data_errors)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"python -m pgti_core.train: error: {first_line(exc)}", file=sys.stderr)
         return 2
     if not args.quiet:
         print(f"rank {env.rank}/{env.world_size} finished", file=sys.stderr, flush=True)
     if env.rank == 0:
         summary = dict(outcome.summary(), world_size=env.world_size, launcher=env.launcher)
         if args.metrics_out is not None:
-            tmp = args.metrics_out.with_suffix(".tmp")
+            args.metrics_out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.metrics_out.with_name(f".{args.metrics_out.name}.tmp")
             tmp.write_text(json.dumps(summary, indent=2, default=str))
             os.replace(tmp, args.metrics_out)
         if not args.quiet:

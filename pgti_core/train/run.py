@@ -67,10 +67,15 @@ class RunConfig:
             raise ValueError(f"epochs: must be >= 1, got {self.epochs}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.lr <= 0:
+        if not self.lr > 0 or self.lr == float("inf"):
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
+        for name in ("lags", "horizon"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed: must be in 0..2**32-1, got {self.seed}")
         return parse_dataset_spec(self.dataset)
 
 
@@ -151,7 +156,8 @@ def run(
         with phase("prep"):
             series = load_dataset(dspec, seed=config.seed)
             spec = WindowSpec(
-                config.lags or dspec.window.lags, config.horizon or dspec.window.horizon
+                dspec.window.lags if config.lags is None else config.lags,
+                dspec.window.horizon if config.horizon is None else config.horizon,
             )
             if spec.horizon > spec.lags and config.model == "dcrnn-paper":
                 raise ValueError(
