@@ -124,7 +124,7 @@ def check_output_file(path: str | os.PathLike) -> None:
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         _creatable(path)
         return
     except OSError as exc:

@@ -105,7 +105,7 @@ def test_cli_writes_the_record(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cal, "calibrate", fake)
     out = tmp_path / "res" / "calibration.json"
     assert cal.main(["--out", str(out), "--ranks", "3", "--sizes", "8,1k", "--iters", "7"]) == 0
-    assert seen == {"ranks": 3, "sizes": [8, 1024], "iters": 7, "backend": None, "warmup": 3}
+    assert seen == {"ranks": 3, "sizes": [8, 1024], "iters": 7, "backend": "gloo", "warmup": 3}
     assert json.loads(out.read_text())["alpha_s"] == 1e-4
     assert "100.0 us" in capsys.readouterr().out
 

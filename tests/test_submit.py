@@ -59,7 +59,7 @@ def test_pbs_scripts(tmp_path):
         assert f"#PBS -l select={nodes}:ngpus={per_node}\n" in text
         assert "#PBS -l walltime=01:00:00\n" in text
         assert "#PBS -A proj\n" in text and "#PBS -q prod\n" in text
-        assert 'MASTER_ADDR=$(head -n 1 "$PBS_NODEFILE")' in text
+        assert 'MASTER_ADDR=$(sed -n 1p "$PBS_NODEFILE")' in text
         assert f"mpiexec -n {p} --ppn {per_node} --depth=8" in text
         assert f"-m bench.run --gpus {p} --ranks-per-node {per_node} " in text
     submit_all = (tmp_path / "jobs" / submit.SUBMIT_ALL).read_text()

@@ -152,7 +152,7 @@ def _cli(*args, env=None, timeout=300):
         (["--model", "nope"], "model"),
         (["--strategy", "nope"], "strategy"),
         (["--dataset", "nope"], "dataset"),
-        (["--batch-size", "0"], "batch_size"),
+        (["--batch-size", "0"], "batch-size"),
         (["--epochs", "0"], "epochs"),
         (["--backend", "nccl"], "nccl"),
     ],

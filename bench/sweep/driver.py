@@ -297,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     env = detect_env()
     if env.world_size > 1:
         return main_cluster(args, datasets, env)
+    if not args.dry_run:
+        prepare_files(datasets, args.seed)
     baseline = measure_rank_baseline()
     avail = psutil.virtual_memory().available
     n_gpus = gpus_here()
@@ -329,8 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     for line in damaged[:10]:
         print(f"damaged row ignored, its point re-runs: {line}", file=sys.stderr)
     todo = [p for p in points if p.key not in done]
-    if todo:
-        prepare_files(datasets, args.seed)
     comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
     run = run_info(n_gpus)
     if todo:  # one system description per invocation that runs something

@@ -10,7 +10,11 @@ class DataError(ValueError):
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of ``exc``'s message (no embedded library trace), at most
-    ``limit`` characters."""
+    """The one line that says what went wrong in ``exc``'s message, at most ``limit`` characters:
+    its first non-empty line, or the last one when the message embeds a library's trace (HDF5's
+    ``File "H5F.c", line 788 ...`` lines), whose summary comes at the end."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    if not lines:
+        return type(exc).__name__
+    traced = any(ln.startswith(('File "', "Traceback")) for ln in lines)
+    return (lines[-1] if traced else lines[0])[:limit]
