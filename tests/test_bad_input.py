@@ -10,6 +10,7 @@ the snapshot.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_files import DEFECTS, write_dcrnn
 
 from bench.jobs import submit
 from bench.perf import calibrate
@@ -25,7 +27,6 @@ from bench.sweep import driver
 from bench.sweep.results import HEADER
 from pgti_core.data.datasets import load_dataset, parse_dataset_spec
 from pgti_core.train import __main__ as train
-from data_files import write_dcrnn
 
 MAINS = {
     "run": driver.main,
@@ -71,11 +72,9 @@ SETUPS = {
     "empty-csv": lambda t: (t / "r.csv").write_text(""),
     "corrupt-cache": _corrupt_cached,
 }
-SETUPS.update({f"dcrnn-{d}": (lambda d: lambda t: write_dcrnn(t / "data", d))(d) for d in [
-    "all-nan", "all-zero", "constant", "no-edges", "unsorted", "duplicate-times", "text-column",
-    "no-timestamps", "one-column", "garbage-table", "garbage-adj", "adj-shape", "adj-text",
-    "missing-adj", "two-tables",
-]})  # fmt: skip
+SETUPS.update(
+    {f"dcrnn-{d}": functools.partial(lambda d, t: write_dcrnn(t / "data", d), d) for d in DEFECTS}
+)
 
 # (command, argv, setup or None, exit status, text the one stderr line must hold)
 RUN = ["--gpus", "1", "--strategies", "index", "--out", "{tmp}/out/r.csv", "--quiet"]
