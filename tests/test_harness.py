@@ -80,12 +80,16 @@ def test_sweep_rows_and_resume(tmp_path):
     [
         ("crash:1", "failed", "injected crash"),
         ("oom", "oom", "injected out of memory"),
-        ("kill", "oom", "SIGKILL"),
+        ("kill", "killed", "no OOM-killer kill"),
+        ("oomkill", "oom", "OOM killer counted"),
         ("hang", "failed", "timeout"),
     ],
 )
 def test_failures_become_statuses_and_sweep_goes_on(tmp_path, monkeypatch, fault, status, text):
     monkeypatch.setenv("PGTI_FAULT", fault)
+    counter = tmp_path / "memory.events"  # stands in for the cgroup's counter the kernel bumps
+    counter.write_text("oom 0\noom_kill 0\n")
+    monkeypatch.setenv("PGTI_OOM_COUNTER", str(counter))
     out = tmp_path / "r.csv"
     args = [
         "--gpus",
@@ -95,21 +99,23 @@ def test_failures_become_statuses_and_sweep_goes_on(tmp_path, monkeypatch, fault
         "--timeout",
         "15" if fault == "hang" else "120",
     ]
-    assert _sweep(out, *args) == 0
+    failing = [2] if fault == "crash:1" else [1, 2]
+    # a sweep in which every point failed says so in its exit status
+    nothing_ran = len(failing) == 2 and status in ("failed", "killed")
+    assert _sweep(out, *args) == (1 if nothing_ran else 0)
     df = read_results(out).set_index("world_size")
     assert len(df) == 2
     # rank 1 exists only at P = 2: there the point fails and the P = 1 point is unharmed
-    failing = [2] if fault == "crash:1" else [1, 2]
     for world in (1, 2):
         expected = status if world in failing else "ok"
         assert df.loc[world, "status"] == expected, (world, df.loc[world, "error"])
         if world in failing:
             assert text in df.loc[world, "error"]
     assert _leftovers(tmp_path) == [], "orphaned rank processes"
-    # failed points are retried on resume; oom ones are final
+    # failed and killed points are retried on resume; oom ones are final
     monkeypatch.delenv("PGTI_FAULT")
     assert _sweep(out, *args) == 0
-    retried = len(failing) if status == "failed" else 0
+    retried = len(failing) if status in ("failed", "killed") else 0
     assert len(read_results(out)) == 2 + retried
 
 
