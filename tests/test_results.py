@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from bench.sweep.results import (
     append_row,
     check_writable,
     finished_keys,
+    format_row,
     new_run_id,
     read_results,
     utc_now,
@@ -219,3 +222,48 @@ def test_run_id_and_timestamp():
     ids = {new_run_id() for _ in range(50)}
     assert len(ids) == 50
     assert datetime.fromisoformat(utc_now()).utcoffset().total_seconds() == 0
+
+
+def test_resume_trusts_only_complete_well_formed_rows(tmp_path):
+    """A row cut after ``status=ok`` (the issue's "0 to run") or otherwise damaged is reported,
+    its point is not done, and the file is only read."""
+    path = tmp_path / "r.csv"
+    append_row(path, OK_ROW)
+    append_row(path, {**OK_ROW, "point_key": "k-cut"})
+    text = path.read_text()
+    cut = text[: text.rindex("k-cut")] + 'k-cut,1,emulated,ok,"",'  # killed mid-write
+    path.write_text(cut)
+    damaged: list[str] = []
+    assert finished_keys(path, damaged=damaged) == {"k-ok"}
+    assert len(damaged) == 1 and "row 2" in damaged[0] and "cut off" in damaged[0]
+    assert path.read_text() == cut  # never rewritten in place
+    # the next append starts on a fresh line; the cut row stays damaged, the new one counts
+    append_row(path, {**OK_ROW, "point_key": "k-new"})
+    damaged.clear()
+    assert finished_keys(path, damaged=damaged) == {"k-ok", "k-new"}
+    assert len(damaged) == 1 and "fields" in damaged[0]
+
+
+@pytest.mark.parametrize(
+    "column, value, why",
+    [
+        ("world_size", "eight", "not a number"),
+        ("repeat", "1.5", "not an integer"),
+        ("oversubscribed", "maybe", "not a bool"),
+        ("status", "done", "unknown"),
+        ("point_key", "", "no point_key"),
+        ("total_s", "", "without total_s"),
+    ],
+)
+def test_a_row_with_an_ill_typed_cell_is_damaged(tmp_path, column, value, why):
+    path = tmp_path / "r.csv"
+    append_row(path, OK_ROW)
+    cells = next(csv.reader(io.StringIO(format_row(OK_ROW))))
+    cells[COLUMNS.index(column)] = value
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(cells)
+    with open(path, "a") as f:
+        f.write(buf.getvalue())
+    damaged: list[str] = []
+    finished_keys(path, damaged=damaged)
+    assert len(damaged) == 1 and why in damaged[0], damaged
