@@ -31,7 +31,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+        unset = action.default is None or action.default is False  # 0 is a default to show
+        if "default" in text.lower() or unset or action.default == argparse.SUPPRESS:
             return text
         if action.required or isinstance(action, argparse._StoreConstAction):
             return text

@@ -201,3 +201,34 @@ def test_cli_checks_the_bench_run_arguments_before_writing(tmp_path, argv, capsy
     if argv[0] == "--strategies":
         assert submit.main([*own, "--no-check", *argv]) == 0
         assert (tmp_path / "jobs" / "pgti-p8.sh").is_file()
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.parametrize("scheduler", ["slurm", "pbs"])
+def test_generated_scripts_pass_shellcheck(tmp_path, scheduler):
+    scripts = submit.make_scripts(
+        scheduler, [4, 8], 4, "pems-bay", "index,standard", tmp_path, account="proj",
+        setup=["module load conda"],
+    )  # fmt: skip
+    for path in [*scripts, tmp_path / "submit_all.sh"]:
+        res = subprocess.run(
+            ["shellcheck", "-S", "warning", str(path)], capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stdout
+
+
+def test_no_pipeline_sigpipe_can_kill_under_pipefail(tmp_path):
+    """The first host of a long node list: nothing in the script pipes into ``head``."""
+    (script,) = submit.make_scripts("slurm", [4], 4, "pems-bay", "index", tmp_path)
+    text = script.read_text()
+    assert "| head" not in text and "|head" not in text
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    hosts = "\n".join(f"node{i:05d}" for i in range(5000))  # far beyond a pipe buffer
+    (fake / "scontrol").write_text(f"#!/bin/bash\ncat <<'EOF'\n{hosts}\nEOF\n")
+    (fake / "scontrol").chmod(0o755)
+    launch = [ln for ln in text.splitlines() if ln.startswith(("hosts=", "head_node="))]
+    probe = "set -euo pipefail\n" + "\n".join(launch) + '\necho "$head_node"\n'
+    env = dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}", SLURM_JOB_NODELIST="x")
+    res = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env=env)
+    assert res.returncode == 0 and res.stdout.strip() == "node00000", res

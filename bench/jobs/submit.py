@@ -256,11 +256,8 @@ def _check_run_args(args: argparse.Namespace, run_args: list[str]) -> None:
         os.chdir(here)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line; arguments after ``--`` go to ``bench.run`` unchanged."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    run_args = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
+def build_parser() -> ArgumentParser:
+    """The command line of ``python -m bench.submit`` (its own options, before ``--``)."""
     parser = ArgumentParser(
         prog="python -m bench.submit",
         description="Write SLURM/PBS job scripts (one per world size) for the sweep's cluster "
@@ -306,6 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-check", action="store_true", help="skip checking the bench.run arguments here"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; arguments after ``--`` go to ``bench.run`` unchanged."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    run_args = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = build_parser()
     args = parser.parse_args(own)
     try:
         check_output_dir(args.out_dir)

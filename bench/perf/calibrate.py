@@ -199,8 +199,8 @@ def _rank_main(
         dist.destroy_process_group()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: calibrate and write the JSON that emulated sweep points load."""
+def build_parser() -> ArgumentParser:
+    """The command line of ``python -m bench.calibrate``."""
     parser = ArgumentParser(
         prog="python -m bench.calibrate",
         description="Time all-reduces among local ranks and fit the latency/bandwidth model "
@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="auto: nccl when every rank has a GPU, else gloo",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: calibrate and write the JSON that emulated sweep points load."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:  # everything checked before the ranks start
         sizes = parse_sizes(args.sizes)

@@ -136,13 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=nonneg_float,
         default=None,
-        help="all-reduce latency in s (with --beta, instead of a calibration)",
+        help="all-reduce latency in s (with --beta, instead of a calibration; default: none)",
     )
     p.add_argument(
         "--beta",
         type=positive_float,
         default=None,
-        help="all-reduce bandwidth in bytes/s (with --alpha)",
+        help="all-reduce bandwidth in bytes/s (with --alpha; default: none)",
     )
     p.add_argument(
         "--dask-workers",
@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dask-scheduler-file",
         type=scheduler_file,
         default=None,
-        help="standard-dask: join this cluster (dask scheduler --scheduler-file) instead",
+        help="standard-dask: join this cluster (dask scheduler --scheduler-file) instead of a "
+        "LocalCluster per point (default: none)",
     )
     p.add_argument(
         "--dask-contiguous",
