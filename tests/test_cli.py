@@ -11,12 +11,12 @@ import pytest
 from bench.jobs import submit
 from bench.perf import calibrate
 from bench.report import figures, plot
-from bench.sweep import driver
+from bench.sweep import args as sweep_args
 from pgti_core.cli import ArgumentParser, bounded, check_output_dir, check_output_file
 from pgti_core.train import __main__ as train
 
 PARSERS = {
-    "bench.run": driver.build_parser,
+    "bench.run": sweep_args.build_parser,
     "bench.plot": plot.build_parser,
     "bench.figures": figures.build_parser,
     "bench.calibrate": calibrate.build_parser,
