@@ -28,6 +28,7 @@ from bench.sweep.plan import SweepPoint, plan_points, predict_node_peak
 from bench.sweep.results import DONE_STATUSES, append_row, finished_keys, new_run_id
 from bench.sweep.rows import failed_row, ok_row
 from pgti_core.data.datasets import DatasetSpec, load_dataset
+from pgti_core.data.errors import first_line
 from pgti_core.dist.env import DistEnv, detect_env
 from pgti_core.instruments.system import describe_system, write_system_json
 
@@ -120,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     for line in damaged[:10]:
         print(f"damaged row ignored, its point re-runs: {line}", file=sys.stderr)
     todo = [p for p in points if p.key not in done]
-    comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
+    try:
+        comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
+    except ValueError as exc:  # a damaged default calibration: nothing has run or been written
+        print(f"python -m bench.run: error: {first_line(exc)}", file=sys.stderr)
+        return 2
     run = run_info(n_gpus)
     if todo:  # one system description per invocation that runs something
         write_system_json(
