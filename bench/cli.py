@@ -9,7 +9,6 @@ from pathlib import Path
 
 from pgti_core.cli import (  # noqa: F401 - re-exported: the harness's commands use them from here
     ArgumentParser,
-    HelpFormatter,
     bounded,
     check_input_file,
     check_output_dir,

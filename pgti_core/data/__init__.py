@@ -2,6 +2,7 @@
 
 from pgti_core.data.cache import Built, CacheError, cache_root, load_entry, load_or_build
 from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
+from pgti_core.data.errors import DataError
 from pgti_core.data.formats import (
     DatasetFileError,
     FileSource,
@@ -32,6 +33,7 @@ __all__ = [
     "PROFILES",
     "Built",
     "CacheError",
+    "DataError",
     "DatasetFileError",
     "DatasetSpec",
     "FileSource",
