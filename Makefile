@@ -23,12 +23,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check pgti_core bench tests
-	$(BIN)/ruff format --check pgti_core bench tests
+	$(BIN)/ruff check pgti_core bench benchmarks tests
+	$(BIN)/ruff format --check pgti_core bench benchmarks tests
 
 format: $(STAMP)
-	$(BIN)/ruff format pgti_core bench tests
-	$(BIN)/ruff check --fix pgti_core bench tests
+	$(BIN)/ruff format pgti_core bench benchmarks tests
+	$(BIN)/ruff check --fix pgti_core bench benchmarks tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .asv

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from bench.asv.bench_memory import measure_in_child
-from bench.asv.common import random_series, split_of, strategy_on
 from bench.peers.pgt_reference import (
     BatchedDCRNNReference,
     WindowDataset,
     per_sample_loader,
     replicate_edges,
 )
+from benchmarks.bench_memory import measure_in_child
+from benchmarks.common import random_series, split_of, strategy_on
 from pgti_core.batching import WindowSpec, split_starts
 
 ROOT = Path(__file__).resolve().parents[1]
