@@ -7,6 +7,7 @@ is benchmarked is exactly what users train with.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass
@@ -192,8 +193,15 @@ def run(
             ).to(world.device)
             if world.ddp:
                 ids = [world.device.index] if world.device.type == "cuda" else None
-                # the graph buffers never change: no need to re-broadcast them every forward
-                model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+                # The graph buffers are built identically on every rank and never change: no
+                # broadcast at init or per forward. torch 2.13 deprecates broadcast_buffers in favour
+                # of forward_sync_buffers, which still broadcasts at init, and itself advises
+                # keeping broadcast_buffers=False for that case: silence its FutureWarning here.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings(
+                        "ignore", "`broadcast_buffers` is deprecated", FutureWarning
+                    )
+                    model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
         prep_s = time.perf_counter() - t0
         train, evals = strategies["train"], {k: strategies[k] for k in ("val", "test")}
         result = fit(
