@@ -28,6 +28,7 @@ from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
 from pgti_core.dist.env import DistEnv, detect_env
 from pgti_core.instruments.system import describe_system, write_system_json
 from pgti_core.models.registry import MODELS
+from pgti_core.progress import progress, set_quiet
 
 DEFAULTS = {
     "gpus": "1,2,4",
@@ -250,6 +251,8 @@ def run_info(n_gpus: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args, datasets = parse_args(argv)
+    if args.quiet:
+        set_quiet()  # the ranks and the dataset builds they trigger too
     env = detect_env()
     if env.world_size > 1:
         return main_cluster(args, datasets, env)
@@ -295,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(idle rank {baseline / 2**20:.0f} MiB, {max_local} local ranks at most)",
             file=sys.stderr,
         )
-    bar = tqdm(todo, unit="point", disable=args.quiet, dynamic_ncols=True)
+    bar = progress(todo, quiet=args.quiet, unit="point", leave=True)
     try:
         for point in bar:
             bar.set_description(point.label)

@@ -15,6 +15,7 @@ from pgti_core.batching.registry import STRATEGIES
 from pgti_core.dist.env import detect_env, device_for, resolve_backend
 from pgti_core.dist.group import distributed
 from pgti_core.models.registry import MODELS
+from pgti_core.progress import set_quiet
 from pgti_core.train.loop import EpochRecord
 from pgti_core.train.run import RunConfig, World, run
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        set_quiet()  # no dataset-build bars either
     config = RunConfig(
         dataset=args.dataset,
         strategy=args.strategy,
