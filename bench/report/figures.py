@@ -48,6 +48,7 @@ from bench.report.tables import table3, table4
 from bench.sweep.driver import gpus_here
 from bench.sweep.driver import main as run_sweep
 from bench.sweep.results import read_results
+from pgti_core.data.datasets import parse_dataset_spec
 from pgti_core.progress import progress, set_quiet
 
 STAGES = ("figure5", "table3", "table4", "figure7")
@@ -128,11 +129,15 @@ class Context:
     tally: dict[str, tuple[int, int, Path]] = field(default_factory=dict)
 
     def names(self) -> dict[str, str]:
-        """Display name per dataset label: ``PeMS-Bay (pems-bay:steps=3000)``."""
-        return {
-            dataset_label(spec): f"{name} ({dataset_label(spec)})"
-            for spec, name in self.scale.specs().items()
-        }
+        """Display name per dataset label, saying whether the series is the paper's data or a
+        synthetic one of its shape: ``synthetic PeMS-Bay-shaped (pems-bay:steps=3000, 325 × 3000)``."""
+        out = {}
+        for spec, name in self.scale.specs().items():
+            ds = parse_dataset_spec(spec)
+            size = f"{ds.nodes} nodes × {ds.steps} steps"
+            out[ds.label] = (f"{name} ({ds.label}, {size})" if ds.is_file
+                             else f"synthetic {name}-shaped ({ds.label}, {size})")  # fmt: skip
+        return out
 
     def say(self, line: str) -> None:
         if not self.quiet:
@@ -235,7 +240,7 @@ def stage_figure7(ctx: Context) -> list[Path]:
     return figure7(
         df,
         ctx.out,
-        f"Figure 7: total time vs GPUs, {name}, {epochs_text(ctx.scale.figure7_epochs)}",
+        f"Figure 7: total time vs world size, {name}, {epochs_text(ctx.scale.figure7_epochs)}",
     )
 
 
