@@ -107,5 +107,8 @@ def figure5(
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
     axes[0].legend(loc="center right")
-    suptitle(fig, f"Figure 5: validation MAE (masked, de-normalized) per epoch, standard vs index ({MODEL})")
+    suptitle(
+        fig,
+        f"Figure 5: validation MAE (masked, de-normalized) per epoch, standard vs index ({MODEL})",
+    )
     return save_figure(fig, outdir(out_dir) / "figure5")
