@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from pgti_core.batching import WindowSpec, build_strategy, split_starts
 from pgti_core.batching.registry import strategy_class
 from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
-from pgti_core.data.normalize import Normalizer, train_window_stats
+from pgti_core.data.normalize import Normalizer, cached_train_window_stats
 from pgti_core.dist.group import all_reduce_sum, broadcast_object, is_main
 from pgti_core.models.registry import MODELS, build_model
 from pgti_core.train.loop import EpochRecord, PhaseHook, TrainResult, fit
@@ -159,7 +159,7 @@ def run(
                     "needs horizon <= lags"
                 )
             splits = split_starts(series.num_steps, spec)
-            normalizer = _shared_stats(series.values, spec, splits["train"], world)
+            normalizer = _shared_stats(series, spec, splits["train"], world)
             batch = config.batch_size or dspec.batch_size
             extra, release = _strategy_extras(config)
             cleanup.callback(release)
@@ -252,8 +252,10 @@ def _strategy_extras(config: RunConfig) -> tuple[dict, Callable[[], None]]:
     return extra, lambda: shutdown(client, cluster)
 
 
-def _shared_stats(values, spec: WindowSpec, train_starts, world: World) -> Normalizer:
-    """Rank 0 computes the training-window statistics and broadcasts them (one pass, not P)."""
+def _shared_stats(series, spec: WindowSpec, train_starts, world: World) -> Normalizer:
+    """Rank 0 reads (or computes once and caches) the training-window statistics and broadcasts
+    them: one pass per dataset and split, not one per rank and run."""
     if not world.ddp:
-        return train_window_stats(values, spec, train_starts)
-    return broadcast_object(train_window_stats(values, spec, train_starts) if is_main() else None)
+        return cached_train_window_stats(series, spec, train_starts)
+    stats = cached_train_window_stats(series, spec, train_starts) if is_main() else None
+    return broadcast_object(stats)
