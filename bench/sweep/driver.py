@@ -19,10 +19,12 @@ from bench.cli import int_list, names, positive_float, positive_int
 from bench.perf.project import CommModel, load_calibration
 from bench.sweep.baseline import measure_rank_baseline
 from bench.sweep.cluster import cluster_sweep
+from bench.sweep.guard import guard_point, parent_pss
 from bench.sweep.launch import run_point
 from bench.sweep.plan import SweepPoint, plan_points, predict_node_peak
 from bench.sweep.results import DONE_STATUSES, append_row, check_writable, finished_keys, new_run_id
 from bench.sweep.rows import failed_row, ok_row
+from pgti_core.batching.host_copy import HOST_COPIES
 from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
 from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
 from pgti_core.dist.env import DistEnv, detect_env
@@ -152,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch/OpenMP threads per local rank (a rank plays one device; more threads per rank "
         "on a shared host collapse under contention)",
     )
+    p.add_argument(
+        "--host-copy",
+        choices=("auto", *HOST_COPIES),
+        default="auto",
+        help="index: one normalized copy per rank (private) or per node, mapped by its local ranks "
+        "(shared); auto shares when a node runs several ranks",
+    )
     p.add_argument("--force", action="store_true", help="re-run points already in the CSV")
     p.add_argument(
         "--dry-run",
@@ -273,11 +282,16 @@ def main(argv: list[str] | None = None) -> int:
         gpus_here=n_gpus,
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
+        host_copy=args.host_copy,
     )
     by_label = {d.text: d for d in datasets}
-    predicted = {p.key: predict_node_peak(p, by_label[p.dataset], baseline) for p in points}
     budget = int(avail * MEMORY_MARGIN)
-    if args.dry_run:
+    if args.dry_run:  # nothing built or probed: the runtime stands in for runtime + model
+        parent = parent_pss()
+        predicted = {
+            p.key: predict_node_peak(p, by_label[p.dataset], runtime=baseline, parent=parent)
+            for p in points
+        }
         print_plan(points, predicted, budget, baseline)
         return 0
     done = set() if args.force else finished_keys(args.out, statuses=DONE_STATUSES)
@@ -299,9 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for point in bar:
             bar.set_description(point.label)
-            row = run_one(
-                point, by_label[point.dataset], run, predicted[point.key], budget, args, comm
-            )
+            row = run_one(point, by_label[point.dataset], run, baseline, budget, args, comm)
             append_row(args.out, row)
             if not args.quiet:
                 tqdm.write(point_line(point, row))
@@ -367,21 +379,15 @@ def run_one(
     point: SweepPoint,
     ds: DatasetSpec,
     run: dict,
-    predicted: int,
+    baseline: int,
     budget: int,
     args: argparse.Namespace,
     comm: CommModel | None,
 ) -> dict:
-    """Run (or skip) one point and return its row."""
-    if predicted > budget:
-        return failed_row(
-            point,
-            ds,
-            run,
-            "skipped",
-            f"predicted peak {predicted / 2**30:.1f} GiB exceeds available {budget / 2**30:.1f} GiB",
-            predicted,
-        )
+    """Guard (probe + prediction), then run or skip one point, and return its row."""
+    guard = guard_point(point, ds, budget, baseline, threads=args.threads_per_rank)
+    if guard.status != "run":
+        return failed_row(point, ds, run, guard.status, guard.error, guard.predicted, guard.probe)
     res = run_point(
         point,
         timeout_s=args.timeout,
@@ -391,8 +397,17 @@ def run_one(
         dask_scheduler=str(args.dask_scheduler_file) if args.dask_scheduler_file else None,
     )
     if res.status != "ok":
-        return failed_row(point, ds, run, res.status, res.error, predicted)
-    return ok_row(point, ds, run, res.reports, predicted=predicted, comm=comm)
+        return failed_row(point, ds, run, res.status, res.error, guard.predicted, guard.probe)
+    return ok_row(
+        point,
+        ds,
+        run,
+        res.reports,
+        predicted=guard.predicted,
+        comm=comm,
+        probe=guard.probe,
+        node_peak=res.node_peak,
+    )
 
 
 def point_line(point: SweepPoint, row: dict) -> str:
@@ -421,6 +436,7 @@ def print_plan(points: list[SweepPoint], predicted: dict, budget: int, baseline:
     print(
         f"available for ranks: {budget / 2**30:.1f} GiB; idle rank measured at {baseline / 2**20:.0f} MiB"
     )
+    print("predictions: runtime + data only; a real run adds the model probe's training memory")
 
 
 if __name__ == "__main__":

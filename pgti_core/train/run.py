@@ -15,6 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from pgti_core.batching import WindowSpec, build_strategy, split_starts
+from pgti_core.batching.host_copy import check_host_copy
 from pgti_core.batching.registry import strategy_class
 from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
 from pgti_core.data.normalize import Normalizer, cached_train_window_stats
@@ -42,6 +43,8 @@ class RunConfig:
             the strategy starts its own local cluster).
         dask_contiguous: ``standard-dask``: contiguous blocks per rank, only the batch order
             shuffled (the artifact's batch-level shuffle; default False).
+        host_copy: ``index``: ``private`` (default, one copy per rank) or ``shared`` (one
+            normalized file per node mapped by every local rank).
     """
 
     dataset: str = "metr-la"
@@ -57,6 +60,7 @@ class RunConfig:
     pin_memory: bool = False
     dask_scheduler: str | None = None
     dask_contiguous: bool = False
+    host_copy: str = "private"
 
     def validate(self) -> DatasetSpec:
         """Check every field; return the parsed dataset spec. Raises ``ValueError`` naming the field."""
@@ -71,6 +75,9 @@ class RunConfig:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
+        check_host_copy(self.host_copy)
+        if self.host_copy == "shared" and self.strategy != "index":
+            raise ValueError(f"host_copy: 'shared' applies to index, not {self.strategy}")
         return parse_dataset_spec(self.dataset)
 
 
@@ -239,7 +246,7 @@ def _strategy_extras(config: RunConfig) -> tuple[dict, Callable[[], None]]:
     and test strategies share.
     """
     if config.strategy == "index":
-        return {"pin_memory": config.pin_memory}, lambda: None
+        return {"pin_memory": config.pin_memory, "host_copy": config.host_copy}, lambda: None
     if config.strategy != "standard-dask":
         return {}, lambda: None
     from pgti_core.batching.dask_cluster import connect, shutdown, start_local_cluster
