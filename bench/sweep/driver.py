@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cap on training steps per epoch (default: whole epoch)",
     )
+    p.add_argument(
+        "--max-eval-steps",
+        type=positive_int,
+        default=None,
+        help="cap on validation and test batches (default: the whole split)",
+    )
     p.add_argument("--repeats", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -283,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
         host_copy=args.host_copy,
+        max_eval_steps=args.max_eval_steps,
     )
     by_label = {d.text: d for d in datasets}
     budget = int(avail * MEMORY_MARGIN)
@@ -353,6 +360,9 @@ def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: Dis
         gpus_here=0,
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
+        # a shared copy lives in the data cache, which may be one file system for all nodes
+        host_copy="private" if args.host_copy == "auto" else args.host_copy,
+        max_eval_steps=args.max_eval_steps,
     )
     device = "cuda" if n_gpus else "cpu"
     backend = args.backend or ("nccl" if n_gpus else "gloo")

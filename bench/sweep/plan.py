@@ -40,13 +40,15 @@ class SweepPoint:
     device: str
     dask_contiguous: bool = False
     host_copy: str = "private"
+    max_eval_steps: int | None = None
 
     @property
     def key(self) -> str:
         """Stable identity for resume: the configuration, repeat and mode (not how many ran)."""
         ident = {k: v for k, v in asdict(self).items() if k not in ("local_ranks",)}
-        if ident["host_copy"] == "private":  # the default: keys of rows written before it stay
-            del ident["host_copy"]
+        for name, default in (("host_copy", "private"), ("max_eval_steps", None)):
+            if ident[name] == default:  # defaults: keys of rows written before them stay
+                del ident[name]
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -66,6 +68,7 @@ class SweepPoint:
             max_steps=self.max_steps,
             dask_contiguous=self.dask_contiguous,
             host_copy=self.host_copy,
+            max_eval_steps=self.max_eval_steps,
         )
 
 
@@ -86,6 +89,7 @@ def plan_points(
     backend: str | None = None,
     dask_contiguous: bool = False,
     host_copy: str = "auto",
+    max_eval_steps: int | None = None,
 ) -> list[SweepPoint]:
     """The full grid, datasets outermost and repeats innermost, each with its mode decided.
 
@@ -127,6 +131,7 @@ def plan_points(
                                 device=dev,
                                 dask_contiguous=dask_contiguous and strategy == "standard-dask",
                                 host_copy=resolve_host_copy(host_copy, strategy, local),
+                                max_eval_steps=max_eval_steps,
                             )
                         )
     return points

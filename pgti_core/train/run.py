@@ -38,6 +38,7 @@ class RunConfig:
         seed: seeds the model init, shuffles and synthetic data (default 0).
         lags, horizon: window geometry (default: the profile's).
         max_steps: cap on training steps per epoch (default: whole epoch).
+        max_eval_steps: cap on validation and test batches (default: the whole split).
         pin_memory: pinned host buffers for ``index`` on CUDA (default False).
         dask_scheduler: ``standard-dask``: scheduler address or scheduler file to join (default:
             the strategy starts its own local cluster).
@@ -57,6 +58,7 @@ class RunConfig:
     lags: int | None = None
     horizon: int | None = None
     max_steps: int | None = None
+    max_eval_steps: int | None = None
     pin_memory: bool = False
     dask_scheduler: str | None = None
     dask_contiguous: bool = False
@@ -75,6 +77,8 @@ class RunConfig:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
+        if self.max_eval_steps is not None and self.max_eval_steps < 1:
+            raise ValueError(f"max_eval_steps: must be >= 1, got {self.max_eval_steps}")
         check_host_copy(self.host_copy)
         if self.host_copy == "shared" and self.strategy != "index":
             raise ValueError(f"host_copy: 'shared' applies to index, not {self.strategy}")
@@ -213,6 +217,7 @@ def run(
             test=evals["test"],
             reduce=world.reduce,
             max_steps=config.max_steps,
+            max_eval_steps=config.max_eval_steps,
             phase=phase,
             on_epoch=on_epoch,
         )
