@@ -25,6 +25,7 @@ import pandas as pd
 
 from bench.report.axes import save_figure, strategy_styles
 from bench.report.charts import bars_figure, memory_figure, scaling_figure
+from bench.report.memory_split import split_figure, split_markdown, split_table
 from bench.report.summary import (
     FACETS,
     TIME_COLUMNS,
@@ -110,8 +111,9 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, time_col: str = "total_s")
                               "analytic_device_bytes", "peak device allocated, max over ranks (bytes)"),
                 out_dir / f"memory_device_{slug}",
             )  # fmt: skip
+        figures += save_figure(split_figure(split_table(df)), out_dir / "memory_split")
     summary = out_dir / "summary.md"
-    summary.write_text(summary_markdown(df, figures, time_col))
+    summary.write_text(summary_markdown(df, figures, time_col) + split_markdown(df))
     return [*figures, summary]
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from pgti_core.batching.host_copy import HOST_COPIES
 from pgti_core.batching.registry import STRATEGIES
 from pgti_core.dist.env import detect_env, device_for, resolve_backend
 from pgti_core.dist.group import distributed
@@ -45,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pin-memory", action="store_true", help="pinned host buffers (index on CUDA)")
     p.add_argument(
+        "--host-copy",
+        choices=HOST_COPIES,
+        default="private",
+        help="index: one copy per rank, or one normalized file per node shared by local ranks",
+    )
+    p.add_argument(
         "--metrics-out", type=Path, default=None, help="rank 0 writes the run's metrics JSON here"
     )
     p.add_argument("--quiet", action="store_true")
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         horizon=args.horizon,
         max_steps=args.max_steps,
         pin_memory=args.pin_memory,
+        host_copy=args.host_copy,
     )
     try:
         config.validate()
