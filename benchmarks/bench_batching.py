@@ -7,7 +7,16 @@ import torch
 
 from bench.peers.pgt_reference import per_sample_loader
 
-from .common import BATCH, SPEC, batch_source, best_time, random_series, split_of, strategy_on
+from .common import (
+    BATCH,
+    SPEC,
+    batch_source,
+    best_time,
+    median_ratio,
+    random_series,
+    split_of,
+    strategy_on,
+)
 
 PER_SAMPLE = "per-sample"
 STRATEGIES = [PER_SAMPLE, "standard", "index", "gpu-index", "partitioned"]
@@ -67,12 +76,14 @@ class BatchThroughput:
 
     def track_index_vs_per_sample(self, nodes: int) -> float:
         """Batches/s of index batching over batches/s of the per-sample DataLoader."""
-        return best_time(self.per_sample) / best_time(self.index)
+        return median_ratio(lambda: best_time(self.per_sample, repeat=1, min_time=0.1),
+                            lambda: best_time(self.index, repeat=1, min_time=0.1))  # fmt: skip
 
     track_index_vs_per_sample.unit = "x"
 
     def track_index_vs_copy_bandwidth(self, nodes: int) -> float:
         """Batch bytes/s of index batching over the bytes/s of copying a 1 GiB tensor."""
-        return self.batch_bytes / best_time(self.index) / copy_bandwidth()
+        return median_ratio(lambda: self.batch_bytes / best_time(self.index, repeat=1, min_time=0.1),
+                            lambda: copy_bandwidth(repeat=1))  # fmt: skip
 
     track_index_vs_copy_bandwidth.unit = "x"
