@@ -6,6 +6,8 @@ on the device (streamed there in chunks) and gathers there, so batches never cro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -16,6 +18,7 @@ from pgti_core.batching.base import (
     load_normalized,
     read_normalized,
 )
+from pgti_core.batching.prefetch import Prefetcher
 
 
 class IndexStrategy(Strategy):
@@ -24,13 +27,17 @@ class IndexStrategy(Strategy):
     Args:
         pin_memory: copy each gathered batch into pinned host memory so the host-to-device
             copy is asynchronous (only meaningful with a CUDA device; default False).
+        prefetch: in :meth:`batches` (the training loop), gather and copy the next batch while
+            the current one computes (:class:`~pgti_core.batching.prefetch.Prefetcher`; pinned
+            staging and a side stream on CUDA; default False).
         See :class:`~pgti_core.batching.base.Strategy` for the rest.
     """
 
     name = "index"
 
-    def __init__(self, *args, pin_memory: bool = False, **kwargs) -> None:
+    def __init__(self, *args, pin_memory: bool = False, prefetch: bool = False, **kwargs) -> None:
         self.pin_memory = pin_memory
+        self.prefetch = prefetch
         super().__init__(*args, **kwargs)
 
     def _span(self) -> tuple[int, int]:
@@ -48,19 +55,40 @@ class IndexStrategy(Strategy):
         rows = torch.from_numpy(np.asarray(starts, dtype=np.int64) - self._t0)
         return rows.to(self._buf.device)
 
-    def batch(self, starts: np.ndarray) -> Batch:
+    def gather(self, starts: np.ndarray) -> Batch:
+        """``(x, y)`` gathered where the series lives (host for ``index``), not yet moved."""
         rows = self._rows(starts)
         x = gather_windows(self._buf, rows, self.spec.lags)
         y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
+        return x, y
+
+    def batch(self, starts: np.ndarray) -> Batch:
+        x, y = self.gather(starts)
         if self.pin_memory and self.device.type == "cuda" and not x.is_cuda:
             x, y = x.pin_memory(), y.pin_memory()
         return self._to_device(x, y)
 
+    def batches(self, plan: list[np.ndarray]) -> Iterator[tuple[np.ndarray, Batch]]:
+        if not self.prefetch or self._buf.is_cuda:  # gpu-index gathers in place
+            return super().batches(plan)
+        return Prefetcher(self.gather, self.device)(plan)
+
 
 class GpuIndexStrategy(IndexStrategy):
-    """Index-batching with the series resident on ``device``; runs on CPU too (device = cpu)."""
+    """Index-batching with the series resident on ``device``; runs on CPU too (device = cpu).
+
+    Args:
+        reuse_buffer: gather every batch into one preallocated device buffer instead of new
+            tensors (no allocation per step). A batch is then valid only until the next call to
+            :meth:`batch`, which overwrites it in stream order; default False.
+        See :class:`IndexStrategy` for the rest.
+    """
 
     name = "gpu-index"
+
+    def __init__(self, *args, reuse_buffer: bool = False, **kwargs) -> None:
+        self.reuse_buffer = reuse_buffer
+        super().__init__(*args, **kwargs)
 
     def _build(self) -> None:
         t0, t1 = self._span()
@@ -69,3 +97,19 @@ class GpuIndexStrategy(IndexStrategy):
         self._buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
         for off, block in load_normalized(v, t0, t1, self.normalizer):
             self._buf[off : off + len(block)].copy_(torch.from_numpy(block))
+        self._out: list[torch.Tensor] = []
+        if self.reuse_buffer:
+            for length in (self.spec.lags, self.spec.horizon):
+                shape = (self.batch_size * length, *v.shape[1:])
+                self._out.append(torch.empty(shape, dtype=torch.float32, device=self.device))
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [self._buf, *self._out]
+
+    def gather(self, starts: np.ndarray) -> Batch:
+        if not self.reuse_buffer:
+            return super().gather(starts)
+        rows = self._rows(starts)
+        x = gather_windows(self._buf, rows, self.spec.lags, out=self._out[0])
+        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon, out=self._out[1])
+        return x, y
