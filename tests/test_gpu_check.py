@@ -86,6 +86,30 @@ def test_asv_device_benchmarks_are_found_and_skip_without_cuda():
         assert asv_once.run_once(name, cls, params, "cpu")["status"] == "skipped"
 
 
+def test_paths_probe_runs_its_code_on_cpu(monkeypatch):
+    """The probe's own logic (identity, per-path timing, eager baseline) on a CPU device; only
+    the captured modes fail there, saying they need CUDA."""
+    monkeypatch.setattr(paths, "WARMUP_STEPS", 2)
+    args = paths.build_parser().parse_args(
+        ["--out", "x.csv", "--steps", "3", "--nodes", "20", "--time-steps", "2000"]
+    )
+    rows = {r["case"]: r for r in paths.measure(args, "cpu")}
+    for name in ("index+prefetch", "gpu-index", "gpu-index+reuse"):
+        assert rows[f"identity {name}"]["status"] == "ok"
+    for name in paths.PATHS:
+        assert rows[f"step {name}"]["status"] == "ok" and rows[f"step {name}"]["value"] > 0
+    assert rows["eager"]["status"] == "ok"
+    assert rows["graph"]["status"] == "failed" and "CUDA" in rows["graph"]["error"]
+
+
+@pytest.mark.slow
+def test_nccl_probe_logic_with_gloo_on_cpu():
+    """Spawning, the exact all-reduce check and the timing, with gloo standing in for NCCL."""
+    r = nccl.run_world(2, timeout_s=60, backend="gloo")
+    assert r["status"] == "ok", r
+    assert r["value"] > 0 and r["device"] == "cpu (gloo)"
+
+
 def test_runner_records_ok_failed_and_overrun_steps(tmp_path):
     py = "import sys; print('step ran'); sys.exit({})"
     plan = [

@@ -67,11 +67,13 @@ class TrainStep:
         self.steps = 0
 
     def _eager(self) -> torch.Tensor:
+        if self.mode == "compile":  # a new step: the compiled graphs' outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         loss = self._loss_fn(self.model, self.x, self.y, self.normalizer)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        return loss.detach()
+        return loss.detach().clone() if self.mode == "compile" else loss.detach()
 
     def _capture(self) -> None:
         graph = torch.cuda.CUDAGraph()

@@ -23,6 +23,7 @@ import torch.multiprocessing as mp
 from bench.cli import int_list
 from bench.gpu.rows import append_rows, device_label, first_line, row
 from pgti_core.dist.group import free_port
+from pgti_core.instruments.timing import device_sync
 
 NUMEL = 1 << 20
 ITERS = 20
@@ -37,28 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _rank(rank: int, world: int, port: int, timeout_s: float, results) -> None:
+def _rank(rank: int, world: int, port: int, timeout_s: float, backend: str, results) -> None:
     try:
-        device = torch.device("cuda", 0)
-        torch.cuda.set_device(device)
+        device = torch.device("cuda", 0) if backend == "nccl" else torch.device("cpu")
+        sync = device_sync(device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
         dist.init_process_group(
-            "nccl",
+            backend,
             init_method=f"tcp://127.0.0.1:{port}",
             rank=rank,
             world_size=world,
             timeout=timedelta(seconds=timeout_s),
-            device_id=device,
+            device_id=device if backend == "nccl" else None,
         )
         t = torch.full((NUMEL,), float(rank + 1), device=device)
         dist.all_reduce(t)
-        torch.cuda.synchronize()
+        sync()
         exact = bool(torch.all(t == world * (world + 1) / 2).item())
         times = []
         for _ in range(ITERS):
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             dist.all_reduce(t)
-            torch.cuda.synchronize()
+            sync()
             times.append(time.perf_counter() - t0)
         dist.destroy_process_group()
         results.put((rank, exact, statistics.median(times), ""))
@@ -66,13 +69,14 @@ def _rank(rank: int, world: int, port: int, timeout_s: float, results) -> None:
         results.put((rank, False, None, first_line(e)))
 
 
-def run_world(world: int, timeout_s: float) -> dict:
-    """Start ``world`` ranks on GPU 0; one row for the world."""
+def run_world(world: int, timeout_s: float, backend: str = "nccl") -> dict:
+    """Start ``world`` ranks (on GPU 0 for nccl; gloo on the CPU tests this logic); one row."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = free_port()
     procs = [
-        ctx.Process(target=_rank, args=(r, world, port, timeout_s, results)) for r in range(world)
+        ctx.Process(target=_rank, args=(r, world, port, timeout_s, backend, results))
+        for r in range(world)
     ]
     for p in procs:
         p.start()
@@ -88,16 +92,17 @@ def run_world(world: int, timeout_s: float) -> dict:
         if p.is_alive():
             p.kill()
             p.join()
-    case, dev = f"world {world}", device_label()
+    case = f"world {world}"
+    dev = device_label() if backend == "nccl" else f"cpu ({backend})"
     errors = [e for _, _, _, e in sorted(got) if e]
     if len(got) < world and not errors:
         errors = [f"timeout: {world - len(got)} rank(s) gave no result in {timeout_s:.0f} s"]
     if errors:
         status = "skipped" if any(s in errors[0] for s in REFUSED) else "failed"
-        return row("nccl", case, status, device=dev, error=errors[0])
+        return row(backend, case, status, device=dev, error=errors[0])
     slowest = max(t for _, _, t, _ in got)
     exact = all(ok for _, ok, _, _ in got)
-    return row("nccl", case, "ok" if exact else "failed", device=dev, value=slowest * 1e6,
+    return row(backend, case, "ok" if exact else "failed", device=dev, value=slowest * 1e6,
                unit="us/all-reduce 4 MiB", error="" if exact else "all-reduce sum is wrong")  # fmt: skip
 
 

@@ -28,6 +28,7 @@ from bench.cli import positive_int
 from bench.gpu.graph_step import TrainStep
 from bench.gpu.rows import append_rows, device_label, first_line, row
 from pgti_core.batching import Strategy
+from pgti_core.instruments.timing import device_sync
 
 PATHS: dict[str, tuple[str, dict]] = {
     "index": ("index", {}),
@@ -65,11 +66,12 @@ def identity_rows(strategies: dict[str, Strategy], reference: Strategy, dev: str
 
 def time_steps(strategy: Strategy, step: Callable, plan: list[np.ndarray]) -> tuple[float, list]:
     """Seconds per step over ``plan`` after :data:`WARMUP_STEPS`, and the steps' losses."""
+    sync = device_sync(strategy.device)
     losses = [step(x, y) for _, (x, y) in strategy.batches(plan[:WARMUP_STEPS])]
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     losses += [step(x, y) for _, (x, y) in strategy.batches(plan[WARMUP_STEPS:])]
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - t0) / max(1, len(plan) - WARMUP_STEPS), losses
 
 
@@ -120,8 +122,10 @@ def graph_rows(series, strategy: Strategy, steps: int, dev: str) -> list[dict]:
     return rows
 
 
-def measure(args: argparse.Namespace) -> list[dict]:
-    dev, device = device_label(), torch.device("cuda", 0)
+def measure(args: argparse.Namespace, device: torch.device | str = "cuda:0") -> list[dict]:
+    """All rows; on a CPU device the same code runs (the captured modes then fail: CUDA only)."""
+    device = torch.device(device)
+    dev = device_label(device)
     series = random_series(args.time_steps, args.nodes, profile="pems-bay")
     norm = normalizer_of(series)
     reference = strategy_on(series, "index", normalizer=norm)

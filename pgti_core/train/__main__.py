@@ -44,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pin-memory", action="store_true", help="pinned host buffers (index on CUDA)")
     p.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="index: gather and copy the next batch while the current one trains",
+    )
+    p.add_argument(
+        "--reuse-buffer",
+        action="store_true",
+        help="gpu-index: gather every batch into one preallocated device buffer",
+    )
+    p.add_argument(
         "--metrics-out", type=Path, default=None, help="rank 0 writes the run's metrics JSON here"
     )
     p.add_argument("--quiet", action="store_true")
@@ -65,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         horizon=args.horizon,
         max_steps=args.max_steps,
         pin_memory=args.pin_memory,
+        prefetch=args.prefetch,
+        reuse_buffer=args.reuse_buffer,
     )
     try:
         config.validate()
