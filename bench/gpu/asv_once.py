@@ -42,23 +42,21 @@ def benchmarks(module: str) -> list[tuple[str, type, tuple]]:
 
 
 def run_once(name: str, cls: type, params: tuple, dev: str) -> dict:
-    case = f"{name}({', '.join(map(str, params))})"
+    case, method = f"{name}({', '.join(map(str, params))})", name.split(".", 1)[1]
     bench = cls()
     try:
         if hasattr(bench, "setup"):
             bench.setup(*params)
-        fn = getattr(bench, name.split(".", 1)[1])
         t0 = time.perf_counter()
-        value = fn(*params)
+        value = getattr(bench, method)(*params)
         seconds = time.perf_counter() - t0
+        if hasattr(bench, "teardown"):
+            bench.teardown(*params)
     except NotImplementedError as e:
         return row("asv", case, "skipped", device=dev, error=first_line(e))
     except Exception as e:  # noqa: BLE001 - a failing benchmark is a result of the check
         return row("asv", case, "failed", device=dev, error=first_line(e))
-    finally:
-        if hasattr(bench, "teardown"):
-            bench.teardown(*params)
-    if name.split(".", 1)[1].startswith("track_"):
+    if method.startswith("track_"):
         return row("asv", case, "ok", device=dev, value=value, unit="track")
     return row("asv", case, "ok", device=dev, value=seconds, unit="s")
 

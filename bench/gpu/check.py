@@ -98,9 +98,14 @@ def run_plan(plan: list[Step], out: Path, budget_s: float) -> list[dict]:
                     rows[step.name] = row("step", step.name, "skipped", device=device_label(),
                                           error=f"{step.after} failed")  # fmt: skip
                     continue
+            left = deadline - time.monotonic() - REPORT_RESERVE_S
+            if left <= 0:
+                rows[step.name] = row("step", step.name, "failed", device=device_label(),
+                                      error="not run: the check's budget was spent")  # fmt: skip
+                _say(rows[step.name])
+                continue
             log.write(f"===== {step.name}: {step.command_line()}\n")
             log.flush()
-            left = deadline - time.monotonic() - REPORT_RESERVE_S
             rows[step.name] = _Running(step, log).finish(min(step.budget_s, left))
             _say(rows[step.name])
         for name, running in background.items():

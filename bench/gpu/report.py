@@ -144,6 +144,8 @@ def write(out: Path) -> Verdict:
     parts = [
         "# GPU check\n",
         "```\n" + v.text + "\n```\n",
+        "The `data` step generates the sweep's datasets on one CPU core beside the probes; "
+        "`value` is what was measured, `reference` what it is held against.\n",
         "## Steps and probes (`checks.csv`)\n",
         _table(checks),
         "\n## Sweep at P = 1 (`sweep.csv`)\n",
