@@ -145,6 +145,7 @@ def test_report_passes_only_when_nothing_failed(tmp_path):
     for s in ("index", "gpu-index"):
         append_row(tmp_path / "sweep.csv", _sweep_row(s))
     append_row(tmp_path / "sweep.csv", _sweep_row("standard", "skipped", error="predicted"))
+    append_row(tmp_path / "sweep.csv", dict(_sweep_row("index"), device_peak_nvml=None))
     v = report.write(tmp_path)
     assert v.passed and "PASSED" in v.text and dev in v.text
     summary = (tmp_path / report.SUMMARY).read_text()

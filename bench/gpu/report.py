@@ -81,7 +81,8 @@ def _table(frame: pd.DataFrame) -> str:
     text = frame.astype(object).where(frame.notna(), "")
     head = "| " + " | ".join(text.columns) + " |"
     rule = "|" + "---|" * len(text.columns)
-    body = ["| " + " | ".join(str(v) for v in r) + " |" for r in text.itertuples(index=False)]
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    body = ["| " + " | ".join(cell(v) for v in r) + " |" for r in text.itertuples(index=False)]
     return "\n".join([head, rule, *body]) + "\n"
 
 
@@ -130,7 +131,8 @@ def _bars(ax, labels: list[str], series: dict, title: str, unit: str) -> None:
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
         xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, list(values), width, label=name)
+        heights = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
+        ax.bar(xs, heights.astype(float).fillna(0.0), width, label=name)  # missing: no bar
     ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=0 if len(labels) < 5 else 30)
     if len(series) > 1:
         ax.legend(fontsize=8, loc="lower right")
