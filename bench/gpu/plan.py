@@ -162,7 +162,7 @@ def check_argv(step: Step) -> None:
             raise ValueError(f"{step.name}: pytest rejected {step.args} (exit {int(code)})")
         return
     if step.module == "bench.run":
-        from bench.sweep.driver import parse_args
+        from bench.sweep.args import parse_args
 
         parse_args(step.args)
         return

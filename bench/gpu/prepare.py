@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from bench.sweep.driver import split_dataset_list
+from bench.sweep.args import split_dataset_list
 from pgti_core.data.datasets import load_dataset, parse_dataset_spec
 
 
