@@ -48,30 +48,33 @@ def test_prefetched_batches_do_not_alias_the_staging_slots():
     series = random_series(steps=300)
     reference = _make("index", series)
     plan = reference.plan()
-    held = list(Prefetcher(reference.gather, "cpu")(plan))  # every batch kept, slots reused
-    assert len(held) == len(plan)
+    held = list(Prefetcher(reference.gather, reference.gather_shapes(), "cpu")(plan))
+    assert len(held) == len(plan)  # every batch kept while the two slots were refilled
     for starts, (x, y) in held:
         xr, yr = reference.batch(starts)
         assert torch.equal(x, xr) and torch.equal(y, yr)
 
 
-def test_prefetcher_keeps_one_batch_ahead_and_reuses_two_slots():
-    calls = []
+def test_prefetcher_keeps_one_batch_ahead_in_two_slots_gathered_in_place():
+    calls, targets = [], []
 
-    def gather(starts):
+    def gather(starts, out):
         calls.append(int(starts[0]))
-        t = torch.full((len(starts), 2), float(starts[0]))
-        return t, t + 1
+        targets.append(out[0].data_ptr())
+        x, y = (b[: len(starts)] for b in out)
+        x.fill_(float(starts[0]))
+        y.fill_(float(starts[0]) + 1)
+        return x, y
 
-    prefetch = Prefetcher(gather, "cpu")
+    prefetch = Prefetcher(gather, [(2, 3), (2, 3)], "cpu")
     it = prefetch([np.array([i, i + 1]) for i in range(0, 10, 2)])
     starts, (x, _) = next(it)
     assert int(starts[0]) == 0 and calls == [0, 2]  # batch 1 was gathered before 0 was handed over
-    assert torch.equal(x, torch.zeros(2, 2))
+    assert torch.equal(x, torch.zeros(2, 3))
     rest = list(it)
     assert [int(s[0]) for s, _ in rest] == [2, 4, 6, 8] and calls == [0, 2, 4, 6, 8]
-    slots = [id(b) for s in prefetch._slots for b in s.buffers]
-    assert len(slots) == 4 and len(set(slots)) == 4  # two slots x (x, y), allocated once
+    slots = [s.buffers[0].data_ptr() for s in prefetch._slots]
+    assert targets == [slots[i % 2] for i in range(5)]  # gathered straight into the slots
 
 
 def test_gpu_index_reused_buffer_gives_the_same_batches_without_new_allocations():

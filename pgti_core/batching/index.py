@@ -6,7 +6,7 @@ on the device (streamed there in chunks) and gathers there, so batches never cro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -55,12 +55,19 @@ class IndexStrategy(Strategy):
         rows = torch.from_numpy(np.asarray(starts, dtype=np.int64) - self._t0)
         return rows.to(self._buf.device)
 
-    def gather(self, starts: np.ndarray) -> Batch:
-        """``(x, y)`` gathered where the series lives (host for ``index``), not yet moved."""
+    def gather(self, starts: np.ndarray, out: Sequence[torch.Tensor] | None = None) -> Batch:
+        """``(x, y)`` gathered where the series lives (host for ``index``), not yet moved;
+        into ``out`` (buffers of :meth:`gather_shapes`) when given, as views of it."""
         rows = self._rows(starts)
-        x = gather_windows(self._buf, rows, self.spec.lags)
-        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
+        ox, oy = out if out is not None else (None, None)
+        x = gather_windows(self._buf, rows, self.spec.lags, out=ox)
+        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon, out=oy)
         return x, y
+
+    def gather_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of buffers that hold any batch's ``x`` and ``y`` (rows = samples x steps)."""
+        per_step = tuple(self._buf.shape[1:])
+        return [(self.batch_size * n, *per_step) for n in (self.spec.lags, self.spec.horizon)]
 
     def batch(self, starts: np.ndarray) -> Batch:
         x, y = self.gather(starts)
@@ -71,7 +78,7 @@ class IndexStrategy(Strategy):
     def batches(self, plan: list[np.ndarray]) -> Iterator[tuple[np.ndarray, Batch]]:
         if not self.prefetch or self._buf.is_cuda:  # gpu-index gathers in place
             return super().batches(plan)
-        return Prefetcher(self.gather, self.device)(plan)
+        return Prefetcher(self.gather, self.gather_shapes(), self.device)(plan)
 
 
 class GpuIndexStrategy(IndexStrategy):
@@ -97,19 +104,15 @@ class GpuIndexStrategy(IndexStrategy):
         self._buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
         for off, block in load_normalized(v, t0, t1, self.normalizer):
             self._buf[off : off + len(block)].copy_(torch.from_numpy(block))
-        self._out: list[torch.Tensor] = []
-        if self.reuse_buffer:
-            for length in (self.spec.lags, self.spec.horizon):
-                shape = (self.batch_size * length, *v.shape[1:])
-                self._out.append(torch.empty(shape, dtype=torch.float32, device=self.device))
+        self._out = [
+            torch.empty(shape, dtype=torch.float32, device=self.device)
+            for shape in (self.gather_shapes() if self.reuse_buffer else [])
+        ]
 
     def _buffers(self) -> list[torch.Tensor]:
         return [self._buf, *self._out]
 
-    def gather(self, starts: np.ndarray) -> Batch:
-        if not self.reuse_buffer:
-            return super().gather(starts)
-        rows = self._rows(starts)
-        x = gather_windows(self._buf, rows, self.spec.lags, out=self._out[0])
-        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon, out=self._out[1])
-        return x, y
+    def gather(self, starts: np.ndarray, out: Sequence[torch.Tensor] | None = None) -> Batch:
+        return super().gather(
+            starts, out if out is not None or not self.reuse_buffer else self._out
+        )

@@ -14,7 +14,7 @@ the staging slot), so the batches it yields can be checked bit for bit on any ma
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-Gather = Callable[[np.ndarray], Batch]
+Gather = Callable[[np.ndarray, Sequence[torch.Tensor]], Batch]
 
 
 @dataclass
@@ -35,44 +35,37 @@ class _InFlight:
 
 
 class _Slot:
-    """One reused staging buffer per tensor of a batch, grown only if a batch is larger."""
+    """One staging buffer per tensor of a batch, allocated once and refilled batch after batch."""
 
-    def __init__(self, pinned: bool) -> None:
-        self.pinned = pinned
-        self.buffers: list[torch.Tensor] = []
+    def __init__(self, shapes: Sequence[tuple[int, ...]], pinned: bool) -> None:
+        self.buffers = [torch.empty(s, dtype=torch.float32, pin_memory=pinned) for s in shapes]
         self.event: torch.cuda.Event | None = None  # the last copy that read this slot
 
-    def fill(self, tensors: Batch) -> list[torch.Tensor]:
-        """Copy ``tensors`` into this slot; return views of exactly their shapes."""
+    def free(self) -> list[torch.Tensor]:
+        """The buffers, once the copy that last read them has finished."""
         if self.event is not None:
-            self.event.synchronize()  # that copy must be done before the slot is overwritten
-        if len(self.buffers) != len(tensors) or any(
-            b.dtype != t.dtype or b.shape[1:] != t.shape[1:] or len(b) < len(t)
-            for b, t in zip(self.buffers, tensors, strict=False)
-        ):
-            self.buffers = [
-                torch.empty(t.shape, dtype=t.dtype, pin_memory=self.pinned) for t in tensors
-            ]
-        views = [b[: len(t)] for b, t in zip(self.buffers, tensors, strict=True)]
-        for v, t in zip(views, tensors, strict=True):
-            v.copy_(t)
-        return views
+            self.event.synchronize()
+        return self.buffers
 
 
 class Prefetcher:
     """Iterate a plan of batches with the next batch's gather and host-to-device copy in flight.
 
     Args:
-        gather: ``starts -> (x, y)`` on the host (e.g. :meth:`IndexStrategy.gather`).
+        gather: ``(starts, out) -> (x, y)`` gathered on the host straight into the float32
+            buffers ``out`` (views of them; e.g. :meth:`IndexStrategy.gather`).
+        shapes: shapes of buffers that hold any batch (e.g. :meth:`IndexStrategy.gather_shapes`).
         device: where batches are delivered; on CUDA the staging is pinned and copies run on a
             side stream, elsewhere the same steps run synchronously.
     """
 
-    def __init__(self, gather: Gather, device: torch.device | str) -> None:
+    def __init__(
+        self, gather: Gather, shapes: Sequence[tuple[int, ...]], device: torch.device | str
+    ) -> None:
         self.gather = gather
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
-        self._slots = [_Slot(pinned=self.cuda), _Slot(pinned=self.cuda)]
+        self._slots = [_Slot(shapes, pinned=self.cuda) for _ in range(2)]
         self._stream = torch.cuda.Stream(self.device) if self.cuda else None
         self._issued = 0
 
@@ -89,7 +82,7 @@ class Prefetcher:
     def _issue(self, starts: np.ndarray) -> _InFlight:
         slot = self._slots[self._issued % 2]
         self._issued += 1
-        staged = slot.fill(self.gather(starts))
+        staged = self.gather(starts, slot.free())
         stream = torch.cuda.stream(self._stream) if self.cuda else nullcontext()
         with stream:
             out = [torch.empty_like(s, device=self.device) for s in staged]
