@@ -53,6 +53,8 @@ def _outputs(out: Path) -> list[Path]:
 class _Running:
     """A step started in its own process group, its output in ``sink``."""
 
+    started: list[_Running] = []  # every step started, so none outlives an interrupted check
+
     def __init__(self, step: Step, sink) -> None:
         self.step, self.sink, self.t0 = step, sink, time.monotonic()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -60,6 +62,13 @@ class _Running:
             [sys.executable, *step.argv], stdout=sink, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
         )  # fmt: skip
+        _Running.started.append(self)
+
+    def kill(self) -> None:
+        """End the step's whole process group if it is still running."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def finish(self, timeout_s: float) -> dict:
         """Wait up to ``timeout_s``; kill the group if it is still running. The step's row."""
@@ -67,8 +76,7 @@ class _Running:
         try:
             code = self.proc.wait(timeout=max(0.0, timeout_s))
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            self.kill()
             code, error = None, f"killed after its budget ({timeout_s:.0f} s)"
         seconds = time.monotonic() - self.t0
         if code not in (None, 0):
@@ -154,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         p.unlink()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"GPU check on {device_label()}: {len(plan)} steps, {args.budget} s budget", flush=True)
-    steps = run_plan(plan, args.out, args.budget)
+    try:
+        steps = run_plan(plan, args.out, args.budget)
+    finally:
+        for running in _Running.started:
+            running.kill()
     append_rows(args.out / CHECKS_CSV, steps)
     verdict = report.write(args.out)
     print(verdict.text)
