@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test bench lint format venv clean
+.PHONY: test bench gpu-check lint format venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# On a machine with one GPU (about 8 minutes); results, plot and summary under results/gpu/.
+gpu-check: $(STAMP)
+	$(BIN)/python -m bench.gpu_check --out results/gpu
 
 lint: $(STAMP)
 	$(BIN)/ruff check pgti_core bench benchmarks tests

@@ -232,6 +232,7 @@ def test_device_when_launcher_binds_one_gpu_per_rank(four_gpus):
     assert device_for(env, "nccl") == torch.device("cuda", 0)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_device_on_a_real_gpu():
     assert device_for(DistEnv(), "gloo") == torch.device("cuda", 0)

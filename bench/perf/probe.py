@@ -204,6 +204,11 @@ class SyntheticBatches:
         y = torch.randn(len(starts), s.horizon, s.nodes, s.features, generator=self._gen)
         return x.to(self.device), y.to(self.device)
 
+    def batches(self, plan: list):
+        """``(starts, batch)`` per plan entry, as :meth:`Strategy.batches` yields them."""
+        for starts in plan:
+            yield starts, self.batch(starts)
+
 
 def measure(spec: ProbeSpec) -> ProbeResult:
     """Measure ``spec`` in this process (run in a fresh one: see :func:`model_probe`)."""

@@ -6,6 +6,8 @@ on the device (streamed there in chunks) and gathers there, so batches never cro
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import torch
 
@@ -17,6 +19,7 @@ from pgti_core.batching.base import (
     read_normalized,
 )
 from pgti_core.batching.host_copy import check_host_copy, shared_normalized
+from pgti_core.batching.prefetch import Prefetcher
 
 
 class IndexStrategy(Strategy):
@@ -28,16 +31,25 @@ class IndexStrategy(Strategy):
         host_copy: ``"private"`` (default) reads the span into this rank's own buffer;
             ``"shared"`` maps one normalized file per node that every local rank shares
             (:mod:`~pgti_core.batching.host_copy`).
+        prefetch: in :meth:`batches` (the training loop), gather and copy the next batch while
+            the current one computes (:class:`~pgti_core.batching.prefetch.Prefetcher`; pinned
+            staging and a side stream on CUDA; default False).
         See :class:`~pgti_core.batching.base.Strategy` for the rest.
     """
 
     name = "index"
 
     def __init__(
-        self, *args, pin_memory: bool = False, host_copy: str = "private", **kwargs
+        self,
+        *args,
+        pin_memory: bool = False,
+        host_copy: str = "private",
+        prefetch: bool = False,
+        **kwargs,
     ) -> None:
         self.pin_memory = pin_memory
         self.host_copy = check_host_copy(host_copy)
+        self.prefetch = prefetch
         super().__init__(*args, **kwargs)
 
     def _span(self) -> tuple[int, int]:
@@ -62,19 +74,47 @@ class IndexStrategy(Strategy):
         rows = torch.from_numpy(np.asarray(starts, dtype=np.int64) - self._t0)
         return rows.to(self._buf.device)
 
-    def batch(self, starts: np.ndarray) -> Batch:
+    def gather(self, starts: np.ndarray, out: Sequence[torch.Tensor] | None = None) -> Batch:
+        """``(x, y)`` gathered where the series lives (host for ``index``), not yet moved;
+        into ``out`` (buffers of :meth:`gather_shapes`) when given, as views of it."""
         rows = self._rows(starts)
-        x = gather_windows(self._buf, rows, self.spec.lags)
-        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
+        ox, oy = out if out is not None else (None, None)
+        x = gather_windows(self._buf, rows, self.spec.lags, out=ox)
+        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon, out=oy)
+        return x, y
+
+    def gather_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of buffers that hold any batch's ``x`` and ``y`` (rows = samples x steps)."""
+        per_step = tuple(self._buf.shape[1:])
+        return [(self.batch_size * n, *per_step) for n in (self.spec.lags, self.spec.horizon)]
+
+    def batch(self, starts: np.ndarray) -> Batch:
+        x, y = self.gather(starts)
         if self.pin_memory and self.device.type == "cuda" and not x.is_cuda:
             x, y = x.pin_memory(), y.pin_memory()
         return self._to_device(x, y)
 
+    def batches(self, plan: list[np.ndarray]) -> Iterator[tuple[np.ndarray, Batch]]:
+        if not self.prefetch or self._buf.is_cuda:  # gpu-index gathers in place
+            return super().batches(plan)
+        return Prefetcher(self.gather, self.gather_shapes(), self.device)(plan)
+
 
 class GpuIndexStrategy(IndexStrategy):
-    """Index-batching with the series resident on ``device``; runs on CPU too (device = cpu)."""
+    """Index-batching with the series resident on ``device``; runs on CPU too (device = cpu).
+
+    Args:
+        reuse_buffer: gather every batch into one preallocated device buffer instead of new
+            tensors (no allocation per step). A batch is then valid only until the next call to
+            :meth:`batch`, which overwrites it in stream order; default False.
+        See :class:`IndexStrategy` for the rest.
+    """
 
     name = "gpu-index"
+
+    def __init__(self, *args, reuse_buffer: bool = False, **kwargs) -> None:
+        self.reuse_buffer = reuse_buffer
+        super().__init__(*args, **kwargs)
 
     def _build(self) -> None:
         t0, t1 = self._span()
@@ -83,3 +123,15 @@ class GpuIndexStrategy(IndexStrategy):
         self._buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
         for off, block in load_normalized(v, t0, t1, self.normalizer):
             self._buf[off : off + len(block)].copy_(torch.from_numpy(block))
+        self._out = [
+            torch.empty(shape, dtype=torch.float32, device=self.device)
+            for shape in (self.gather_shapes() if self.reuse_buffer else [])
+        ]
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [self._buf, *self._out]
+
+    def gather(self, starts: np.ndarray, out: Sequence[torch.Tensor] | None = None) -> Batch:
+        return super().gather(
+            starts, out if out is not None or not self.reuse_buffer else self._out
+        )

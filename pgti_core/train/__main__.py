@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="index: one copy per rank, or one normalized file per node shared by local ranks",
     )
     p.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="index: gather and copy the next batch while the current one trains",
+    )
+    p.add_argument(
+        "--reuse-buffer",
+        action="store_true",
+        help="gpu-index: gather every batch into one preallocated device buffer",
+    )
+    p.add_argument(
         "--metrics-out",
         type=Path,
         default=None,
@@ -101,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.max_steps,
         pin_memory=args.pin_memory,
         host_copy=args.host_copy,
+        prefetch=args.prefetch,
+        reuse_buffer=args.reuse_buffer,
     )
     try:
         config.validate()

@@ -124,8 +124,7 @@ def fit(
         rec = EpochRecord(epoch=epoch)
         with phase("train"):
             times.start_epoch()
-            for starts in plan:
-                x, y = train.batch(starts)
+            for starts, (x, y) in train.batches(plan):
                 times.lap("data")
                 pred = model(x)[..., 0]
                 loss = masked_mae(normalizer.inverse(pred), normalizer.inverse(y[..., 0]))

@@ -41,6 +41,10 @@ class RunConfig:
         max_steps: cap on training steps per epoch (default: whole epoch).
         max_eval_steps: cap on validation and test batches (default: the whole split).
         pin_memory: pinned host buffers for ``index`` on CUDA (default False).
+        prefetch: ``index``: the next batch's gather and host-to-device copy overlap the current
+            step (default False).
+        reuse_buffer: ``gpu-index``: batches gathered into one reused device buffer (default
+            False).
         dask_scheduler: ``standard-dask``: scheduler address or scheduler file to join (default:
             the strategy starts its own local cluster).
         dask_contiguous: ``standard-dask``: contiguous blocks per rank, only the batch order
@@ -61,6 +65,8 @@ class RunConfig:
     max_steps: int | None = None
     max_eval_steps: int | None = None
     pin_memory: bool = False
+    prefetch: bool = False
+    reuse_buffer: bool = False
     dask_scheduler: str | None = None
     dask_contiguous: bool = False
     host_copy: str = "private"
@@ -265,7 +271,10 @@ def _strategy_extras(config: RunConfig) -> tuple[dict, Callable[[], None]]:
     and test strategies share.
     """
     if config.strategy == "index":
-        return {"pin_memory": config.pin_memory, "host_copy": config.host_copy}, lambda: None
+        extras = {"pin_memory": config.pin_memory, "host_copy": config.host_copy}
+        return {**extras, "prefetch": config.prefetch}, lambda: None
+    if config.strategy == "gpu-index":
+        return {"reuse_buffer": config.reuse_buffer}, lambda: None
     if config.strategy != "standard-dask":
         return {}, lambda: None
     from pgti_core.batching.dask_cluster import connect, shutdown, start_local_cluster
