@@ -129,3 +129,13 @@ def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.2) 
             n += 1
         best = min(best, elapsed / n)
     return best
+
+
+def time_ratio(num: Callable[[], object], den: Callable[[], object], rounds: int = 7) -> float:
+    """Best time per call of ``num`` over that of ``den`` (the speedup of ``den``), their rounds
+    interleaved so a change of the host's load hits both (back-to-back best-ofs drift)."""
+    best = [float("inf"), float("inf")]
+    for _ in range(rounds):
+        for i, fn in enumerate((num, den)):
+            best[i] = min(best[i], best_time(fn, repeat=1, min_time=0.05))
+    return best[0] / best[1]

@@ -51,12 +51,6 @@ def read_normalized(
     return out
 
 
-def gather_windows(buf: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
-    """``[B, length, ...]`` windows of ``buf`` starting at ``rows``, in one vectorized gather."""
-    idx = (rows[:, None] + torch.arange(length, device=rows.device)).reshape(-1)
-    return torch.index_select(buf, 0, idx).view(len(rows), length, *buf.shape[1:])
-
-
 class Strategy(ABC):
     """One rank's batching of one split.
 

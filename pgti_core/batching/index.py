@@ -9,17 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pgti_core.batching.base import (
-    Batch,
-    Strategy,
-    gather_windows,
-    load_normalized,
-    read_normalized,
-)
+from pgti_core.batching.base import Batch, Strategy, load_normalized, read_normalized
+from pgti_core.batching.gather import WindowGather, split_window
 
 
 class IndexStrategy(Strategy):
-    """One normalized host copy of the steps the split spans; a batch is one gather per tensor.
+    """One normalized host copy of the steps the split spans; a batch is one gather of whole windows.
 
     Args:
         pin_memory: copy each gathered batch into pinned host memory so the host-to-device
@@ -31,6 +26,7 @@ class IndexStrategy(Strategy):
 
     def __init__(self, *args, pin_memory: bool = False, **kwargs) -> None:
         self.pin_memory = pin_memory
+        self._gather: WindowGather | None = None
         super().__init__(*args, **kwargs)
 
     def _span(self) -> tuple[int, int]:
@@ -49,9 +45,9 @@ class IndexStrategy(Strategy):
         return rows.to(self._buf.device)
 
     def batch(self, starts: np.ndarray) -> Batch:
-        rows = self._rows(starts)
-        x = gather_windows(self._buf, rows, self.spec.lags)
-        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon)
+        if self._gather is None or self._gather.buf is not self._buf:
+            self._gather = WindowGather(self._buf, self.spec.length)
+        x, y = split_window(self._gather(self._rows(starts)), self.spec.lags)
         if self.pin_memory and self.device.type == "cuda" and not x.is_cuda:
             x, y = x.pin_memory(), y.pin_memory()
         return self._to_device(x, y)
