@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import figures
+from bench.report import figure5, figure7, figures, paper, tables
 from bench.sweep.results import append_row, read_results
 
-SMALL = figures.SCALES["small"]
-PEMS_BAY, CHICKENPOX, WINDMILL = (SMALL.figure5[k] for k in figures.QUALITY)
+SMALL = paper.SCALES["small"]
+PEMS_BAY, CHICKENPOX, WINDMILL = (SMALL.figure5[k] for k in paper.QUALITY)
 MIB = 1 << 20
 
 
 def _row(dataset: str, strategy: str, world: int = 1, repeat: int = 0, **kw) -> dict:
     row = dict(
-        run_id="r1", status="ok", mode="measured", strategy=strategy, model=figures.MODEL,
+        run_id="r1", status="ok", mode="measured", strategy=strategy, model=paper.MODEL,
         dataset=dataset, nodes=20, steps=522, features=1, lags=4, horizon=4, world_size=world,
         batch_per_rank=4, epochs=2, device="cpu: test", repeat=repeat, point_key=f"{dataset}{strategy}{world}{repeat}",
         total_s=10.0 + repeat, epoch_s_std=0.1, host_peak_pss_max_rank=(900 if strategy == "standard" else 400) * MIB,
@@ -53,15 +53,15 @@ def test_figure5_renders_png_and_svg(tmp_path):
         for d in (PEMS_BAY, CHICKENPOX, WINDMILL)
         for s in ("standard", "index")
     ]
-    paths = figures.figure5(runs, tmp_path)
+    paths = figure5.figure5(runs, tmp_path)
     _nonempty(paths)
     assert {p.name for p in paths} == {"figure5.png", "figure5.svg"}
-    assert figures.val_curves(runs)[CHICKENPOX] == {"standard": maes, "index": maes}
+    assert figure5.val_curves(runs)[CHICKENPOX] == {"standard": maes, "index": maes}
 
 
 def test_figure5_without_runs_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="summaries"):
-        figures.figure5([], tmp_path)
+        figure5.figure5([], tmp_path)
 
 
 def test_table3_means_and_cut_and_left_out_rows(tmp_path):
@@ -73,7 +73,7 @@ def test_table3_means_and_cut_and_left_out_rows(tmp_path):
     ]
     rows.append(_row(CHICKENPOX, "index", repeat=3, status="failed", error="boom", total_s=None))
     df = _csv(tmp_path / "t3.csv", rows)
-    paths = figures.table3(df, tmp_path / "out", {CHICKENPOX: "Chickenpox"})
+    paths = tables.table3(df, tmp_path / "out", {CHICKENPOX: "Chickenpox"})
     _nonempty(paths)
     md = (tmp_path / "out" / "table3.md").read_text()
     assert "| Chickenpox | index | 3 | 11 ± 1 |" in md  # failed repeat excluded from the mean
@@ -84,14 +84,14 @@ def test_table3_means_and_cut_and_left_out_rows(tmp_path):
 def test_table4_says_when_no_gpu_was_present(tmp_path):
     rows = [_row("pems", s, repeat=r) for s in ("index", "gpu-index") for r in range(2)]
     df = _csv(tmp_path / "t4.csv", rows)
-    _nonempty(figures.table4(df, tmp_path))
+    _nonempty(tables.table4(df, tmp_path))
     md = (tmp_path / "table4.md").read_text()
     assert "No GPU was present" in md and "n/a" in md
     gpu = _csv(
         tmp_path / "t4g.csv",
         [_row("pems", "gpu-index", device="NVIDIA H100", device_peak_allocated=5 * MIB)],
     )
-    figures.table4(gpu, tmp_path / "gpu")
+    tables.table4(gpu, tmp_path / "gpu")
     md = (tmp_path / "gpu" / "table4.md").read_text()
     assert "kept the series on the GPU" in md and "5 MiB" in md
 
@@ -105,32 +105,32 @@ def test_figure7_measured_and_emulated_points(tmp_path):
                 _row("pems", s, world=w, mode=mode, total_s=t1 / w**0.5, point_key=f"{s}{w}")
             )
     rows.append(_row("pems", "index", world=128, status="skipped", error="too big", point_key="x"))
-    paths = figures.figure7(_csv(tmp_path / "f7.csv", rows), tmp_path)
+    paths = figure7.figure7(_csv(tmp_path / "f7.csv", rows), tmp_path)
     _nonempty(paths)
     assert {p.name for p in paths} == {"figure7.png", "figure7.svg"}
 
 
 def test_figure7_prefers_standard_dask_and_gpu_index():
     present = {"standard", "standard-dask", "index", "gpu-index"}
-    assert figures._pick(present, figures.STANDARD_DDP) == "standard-dask"
-    assert figures._pick(present, figures.DISTRIBUTED_INDEX) == "gpu-index"
-    assert figures._pick({"standard", "index"}, figures.DISTRIBUTED_INDEX) == "index"
+    assert figure7._pick(present, paper.STANDARD_DDP) == "standard-dask"
+    assert figure7._pick(present, paper.DISTRIBUTED_INDEX) == "gpu-index"
+    assert figure7._pick({"standard", "index"}, paper.DISTRIBUTED_INDEX) == "index"
 
 
 def test_figure7_without_ok_rows_is_an_error(tmp_path):
     df = _csv(tmp_path / "f7.csv", [_row("pems", "index", status="failed", error="x")])
     with pytest.raises(ValueError, match="no ok rows"):
-        figures.figure7(df, tmp_path)
+        figure7.figure7(df, tmp_path)
 
 
 def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
     data = tmp_path / "results" / "small"
     for d in (PEMS_BAY, CHICKENPOX, WINDMILL):
         for s in ("standard", "index"):
-            path = figures.figure5_path(data / "figure5", d, s, SMALL.figure5_epochs)
+            path = figure5.figure5_path(data / "figure5", d, s, SMALL.figure5_epochs)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(_summary(d, s, [2.0, 1.5])))
-    t3 = [SMALL.table3[k] for k in figures.QUALITY]
+    t3 = [SMALL.table3[k] for k in paper.QUALITY]
     rows3 = [_row(d, s, epochs=SMALL.table3_epochs) for d in t3 for s in ("standard", "index")]
     _csv(data / "table3.csv", [*rows3, _row("metr-la", "index", point_key="other-run")])
     e4, e7 = SMALL.table4_epochs, SMALL.figure7_epochs
@@ -186,21 +186,21 @@ def test_cli_out_must_be_a_directory(tmp_path):
 
 
 def test_scales_parse_and_small_is_smallest():
-    for scale in figures.SCALES.values():
-        assert set(scale.figure5) == set(scale.table3) == set(figures.QUALITY)
+    for scale in paper.SCALES.values():
+        assert set(scale.figure5) == set(scale.table3) == set(paper.QUALITY)
         for spec in scale.specs():
-            figures._label(spec)  # raises on a bad spec
-    small, full = figures.SCALES["small"], figures.SCALES["full"]
+            paper.dataset_label(spec)  # raises on a bad spec
+    small, full = paper.SCALES["small"], paper.SCALES["full"]
     assert small.figure5_epochs < full.figure5_epochs
 
 
 @pytest.mark.slow
 def test_figure5_run_trains_once_then_reuses(tmp_path, monkeypatch):
     monkeypatch.setenv("PGTI_DATA_DIR", str(tmp_path / "cache"))
-    first = figures.figure5_run("chickenpox", "index", 2, tmp_path / "runs")
-    path = figures.figure5_path(tmp_path / "runs", "chickenpox", "index", 2)
+    first = figure5.figure5_run("chickenpox", "index", 2, tmp_path / "runs")
+    path = figure5.figure5_path(tmp_path / "runs", "chickenpox", "index", 2)
     stamp = path.stat().st_mtime_ns
-    again = figures.figure5_run("chickenpox", "index", 2, tmp_path / "runs")
+    again = figure5.figure5_run("chickenpox", "index", 2, tmp_path / "runs")
     assert path.stat().st_mtime_ns == stamp and again == first
     assert [e["epoch"] for e in first["epochs"]] == [0, 1]
     assert first["config"]["strategy"] == "index" and first["config"]["dataset"] == "chickenpox"

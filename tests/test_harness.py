@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from bench.sweep import driver as bench_run
+from bench.sweep.args import split_dataset_list
 from bench.sweep.results import COLUMNS, read_results
 
 TINY = "metr-la:nodes=12,steps=1200"
@@ -198,7 +199,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
 
 
 def test_dataset_list_splitting():
-    assert bench_run.split_dataset_list("metr-la:nodes=5,steps=900,pems-bay") == [
+    assert split_dataset_list("metr-la:nodes=5,steps=900,pems-bay") == [
         "metr-la:nodes=5,steps=900",
         "pems-bay",
     ]

@@ -241,7 +241,7 @@ def _write_executable(path: Path, text: str) -> None:
 def _check_run_args(args: argparse.Namespace, run_args: list[str]) -> None:
     """Parse the jobs' ``bench.run`` arguments here (from ``--workdir``, as the jobs will), so a
     typo exits 2 now instead of after the queue wait."""
-    from bench.sweep.driver import parse_args
+    from bench.sweep.args import parse_args
 
     here = Path.cwd()
     os.chdir(_workdir(args.workdir))
