@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus_here=n_gpus,
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
+        diffusion=args.diffusion,
     )
     by_label = {d.text: d for d in datasets}
     predicted = {p.key: predict_node_peak(p, by_label[p.dataset], baseline) for p in points}
@@ -161,6 +162,7 @@ def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: Dis
         gpus_here=0,
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
+        diffusion=args.diffusion,
     )
     device = "cuda" if n_gpus else "cpu"
     backend = args.backend or ("nccl" if n_gpus else "gloo")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from pgti_core.batching import WindowSpec, split_starts
 from pgti_core.data.datasets import DatasetSpec
+from pgti_core.models.registry import DIFFUSION_MODELS, model_label
 from pgti_core.train.run import RunConfig
 
 FLOAT_BYTES = 4
@@ -39,16 +40,21 @@ class SweepPoint:
     backend: str
     device: str
     dask_contiguous: bool = False
+    diffusion: str = "paper"
 
     @property
     def key(self) -> str:
-        """Stable identity for resume: the configuration, repeat and mode (not how many ran)."""
+        """Stable identity for resume: the configuration, repeat and mode (not how many ran);
+        the default diffusion is left out so rows written before it existed still match."""
         ident = {k: v for k, v in asdict(self).items() if k not in ("local_ranks",)}
+        if ident["diffusion"] == "paper":
+            del ident["diffusion"]
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
-        return f"{self.dataset} {self.strategy} {self.model} P={self.world_size} r{self.repeat}"
+        model = model_label(self.model, self.diffusion)
+        return f"{self.dataset} {self.strategy} {model} P={self.world_size} r{self.repeat}"
 
     def run_config(self) -> RunConfig:
         return RunConfig(
@@ -62,6 +68,7 @@ class SweepPoint:
             horizon=self.horizon,
             max_steps=self.max_steps,
             dask_contiguous=self.dask_contiguous,
+            diffusion=self.diffusion,
         )
 
 
@@ -81,8 +88,10 @@ def plan_points(
     gpus_here: int,
     backend: str | None = None,
     dask_contiguous: bool = False,
+    diffusion: str = "paper",
 ) -> list[SweepPoint]:
-    """The full grid, datasets outermost and repeats innermost, each with its mode decided."""
+    """The full grid, datasets outermost and repeats innermost, each with its mode decided;
+    ``diffusion`` applies to the models that diffuse (:data:`DIFFUSION_MODELS`)."""
     points = []
     for ds in datasets:
         for model in models:
@@ -116,6 +125,7 @@ def plan_points(
                                 backend=be,
                                 device=dev,
                                 dask_contiguous=dask_contiguous and strategy == "standard-dask",
+                                diffusion=diffusion if model in DIFFUSION_MODELS else "paper",
                             )
                         )
     return points

@@ -2,7 +2,7 @@
 the single-cell model of the PGT-I paper, and the reference encoder-decoder.
 
 All models take ``x[B, lags, N, F]`` and return ``[B, horizon, N, C_out]``; they work node-major
-inside (``[N, T, C, B]``) so every diffusion is one matrix product over the whole batch.
+inside (``[N, T, B, C]``) so every diffusion is one matrix product over the whole batch.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ class DCGRUCell(GraphGRUCell):
     def conv(
         self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
     ) -> Tensor:
-        terms = diffusion_terms(x, graph, self.k, self.anchored)
-        return channel_mix(terms.flatten(-3, -2), weight, bias)
+        return channel_mix(
+            diffusion_terms(x, graph, self.k, self.anchored).flatten(-2), weight, bias
+        )
 
     def input_weights(self) -> tuple[Tensor, Tensor]:
         f = self.input_size
@@ -119,8 +120,8 @@ class DCRNNPaper(nn.Module):
         check_input(x, self.num_nodes, self.num_features)
         if x.size(1) < self.horizon:
             raise ValueError(f"x: needs at least horizon={self.horizon} steps, got {x.size(1)}")
-        states = self.cell.scan(x.permute(2, 1, 3, 0), self.supports)
-        return states.narrow(1, x.size(1) - self.horizon, self.horizon).permute(3, 1, 0, 2)
+        states = self.cell.scan(x.permute(2, 1, 0, 3), self.supports)
+        return states.narrow(1, x.size(1) - self.horizon, self.horizon).permute(2, 1, 0, 3)
 
 
 class DCRNN(nn.Module):
@@ -176,12 +177,12 @@ class DCRNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, 1]`` (feature 0)."""
         check_input(x, self.num_nodes, self.num_features)
-        seq = x.permute(2, 1, 3, 0)
+        seq = x.permute(2, 1, 0, 3)
         states = []
         for cell in self.encoder:
             seq = cell.scan(seq, self.supports)
             states.append(seq[:, -1])
-        out = x.new_zeros(self.num_nodes, 1, x.size(0))
+        out = x.new_zeros(self.num_nodes, x.size(0), 1)
         preds = []
         for _ in range(self.horizon):
             inp = out
@@ -190,4 +191,4 @@ class DCRNN(nn.Module):
                 inp = states[i]
             out = channel_mix(inp, self.projection.weight.t(), self.projection.bias)
             preds.append(out)
-        return torch.stack(preds).permute(3, 0, 1, 2)
+        return torch.stack(preds).permute(2, 0, 1, 3)

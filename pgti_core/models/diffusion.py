@@ -125,8 +125,8 @@ def diffusion_supports(
 def diffusion_terms(
     x: Tensor, supports: Sequence[GraphOperator], k: int, anchored: bool = False
 ) -> Tensor:
-    """Stack ``X`` and ``T_1..T_k(S) X`` of every support: node-major ``x[N, ..., C, B]`` ->
-    ``[N, ..., 1 + len(supports) * k, C, B]``, each hop one matrix product for the whole batch.
+    """Stack ``X`` and ``T_1..T_k(S) X`` of every support: node-major ``x[N, ..., C]`` ->
+    ``[N, ..., 1 + len(supports) * k, C]``, each hop one matrix product for the whole batch.
 
     ``anchored``: PGT's recursion ``T_k = 2 S T_{k-1} - X`` instead of ``- T_{k-2}``."""
     x = x.contiguous()  # once here, not in every product
@@ -137,7 +137,7 @@ def diffusion_terms(
         for _ in range(2, k + 1):
             prev, cur = (x if anchored else cur), op.recur(cur, prev)
             terms.append(cur)
-    return torch.stack(terms, dim=-3)
+    return torch.stack(terms, dim=-2)
 
 
 class DiffusionConv(nn.Module):
@@ -193,5 +193,5 @@ class DiffusionConv(nn.Module):
             raise ValueError(f"x: expected [B, N, {self.in_channels}], got {tuple(x.shape)}")
         if len(supports) != self.num_supports:
             raise ValueError(f"supports: expected {self.num_supports}, got {len(supports)}")
-        terms = diffusion_terms(x.permute(1, 2, 0), supports, self.k, self.anchored)
-        return channel_mix(terms.flatten(-3, -2), self.weight_matrix(), self.bias).permute(2, 0, 1)
+        terms = diffusion_terms(x.transpose(0, 1), supports, self.k, self.anchored)
+        return channel_mix(terms.flatten(-2), self.weight_matrix(), self.bias).transpose(0, 1)

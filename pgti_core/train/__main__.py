@@ -14,6 +14,7 @@ from pathlib import Path
 from pgti_core.batching.registry import STRATEGIES
 from pgti_core.dist.env import detect_env, device_for, resolve_backend
 from pgti_core.dist.group import distributed
+from pgti_core.models.diffusion import DIFFUSIONS
 from pgti_core.models.registry import MODELS
 from pgti_core.train.loop import EpochRecord
 from pgti_core.train.run import RunConfig, World, run
@@ -30,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strategy", default="index", choices=list(STRATEGIES))
     p.add_argument("--model", default="dcrnn-paper", choices=list(MODELS))
+    p.add_argument(
+        "--diffusion",
+        default="paper",
+        choices=list(DIFFUSIONS),
+        help="diffusion operator of dcrnn-paper/dcrnn: the paper's, or PGT 0.56's (README)",
+    )
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=None, help="per rank (default: the profile's)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         horizon=args.horizon,
         max_steps=args.max_steps,
         pin_memory=args.pin_memory,
+        diffusion=args.diffusion,
     )
     try:
         config.validate()

@@ -19,7 +19,7 @@ from pgti_core.batching.registry import strategy_class
 from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
 from pgti_core.data.normalize import Normalizer, train_window_stats
 from pgti_core.dist.group import all_reduce_sum, broadcast_object, is_main
-from pgti_core.models.registry import MODELS, build_model
+from pgti_core.models.registry import build_model, check_model
 from pgti_core.train.loop import EpochRecord, PhaseHook, TrainResult, fit
 
 
@@ -42,6 +42,7 @@ class RunConfig:
             the strategy starts its own local cluster).
         dask_contiguous: ``standard-dask``: contiguous blocks per rank, only the batch order
             shuffled (the artifact's batch-level shuffle; default False).
+        diffusion: ``paper`` (default) or ``pgt`` (PGT 0.56's operator) for the diffusion models.
     """
 
     dataset: str = "metr-la"
@@ -57,12 +58,12 @@ class RunConfig:
     pin_memory: bool = False
     dask_scheduler: str | None = None
     dask_contiguous: bool = False
+    diffusion: str = "paper"
 
     def validate(self) -> DatasetSpec:
         """Check every field; return the parsed dataset spec. Raises ``ValueError`` naming the field."""
         strategy_class(self.strategy)
-        if self.model not in MODELS:
-            raise ValueError(f"model: unknown {self.model!r}; choose from {', '.join(MODELS)}")
+        check_model(self.model, self.diffusion)
         if self.epochs < 1:
             raise ValueError(f"epochs: must be >= 1, got {self.epochs}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -189,6 +190,7 @@ def run(
                 edge_weight=series.edge_weight,
                 lags=spec.lags,
                 horizon=spec.horizon,
+                diffusion=config.diffusion,
             ).to(world.device)
             if world.ddp:
                 ids = [world.device.index] if world.device.type == "cuda" else None
