@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from pgti_core.models.a3tgcn import A3TGCN
 from pgti_core.models.dcrnn import DCRNN, DCRNNPaper
 from pgti_core.models.diffusion import check_diffusion
 from pgti_core.models.propagation import EdgeArray
@@ -15,6 +16,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "dcrnn-paper": lambda lags, **kw: DCRNNPaper(lags=lags, **kw),
     "dcrnn": lambda lags, **kw: DCRNN(**kw),
     "tgcn": lambda lags, **kw: TGCN(**kw),
+    "a3tgcn": lambda lags, **kw: A3TGCN(lags=lags, **kw),
 }
 MODELS: tuple[str, ...] = tuple(_BUILDERS)
 DIFFUSION_MODELS: tuple[str, ...] = ("dcrnn-paper", "dcrnn")
@@ -53,7 +55,7 @@ def build_model(
     """Build model ``name`` for a graph and window geometry; ``kwargs`` go to its constructor.
 
     Args:
-        name (str): one of :data:`MODELS` (``dcrnn-paper``, ``dcrnn``, ``tgcn``).
+        name (str): one of :data:`MODELS` (``dcrnn-paper``, ``dcrnn``, ``tgcn``, ``a3tgcn``).
         num_nodes, num_features (int): N and F of the series.
         edge_index, edge_weight: the series' graph (``[2, E]`` and ``[E]``).
         lags, horizon (int): input and target steps.

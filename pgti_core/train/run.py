@@ -30,7 +30,7 @@ class RunConfig:
     Args:
         dataset: profile or file spec (``metr-la``, ``metr-la:nodes=50,steps=2000``, ...).
         strategy: ``standard``, ``index``, ``gpu-index`` or ``partitioned``.
-        model: ``dcrnn-paper``, ``dcrnn`` or ``tgcn``.
+        model: ``dcrnn-paper``, ``dcrnn``, ``tgcn`` or ``a3tgcn``.
         epochs: training epochs (default 1).
         batch_size: samples per batch per rank (default: the profile's, 64 for traffic).
         lr: Adam learning rate (default 1e-3).
