@@ -8,8 +8,9 @@ runs what each artefact needs, then renders it from the recorded data only:
   Chickenpox and Windmill data (``python -m pgti_core.train`` runs; their metrics JSON under
   ``figure5/``);
 * Table 3 (``table3.md``): runtime, peak host memory and best validation MAE, mean ± std over
-  repeats, standard vs index, on the same three datasets (a ``bench.run`` sweep at world size 1;
-  larger series with capped training steps at the small scale, so that memory differences show);
+  repeats, standard vs index, on the same three datasets with dcrnn-paper and on METR-LA with
+  A3T-GCN as in the artifact (a ``bench.run`` sweep at world size 1; larger series with capped
+  training steps at the small scale, so that memory differences show);
 * Table 4 (``table4.md``): index vs gpu-index on PeMS-shaped data: runtime, host and device peak
   (gpu-index runs on the CPU when no GPU is present, and the table says so);
 * Figure 7 (``figure7.png``): total time vs world size, standard-DDP vs distributed-index, with the
@@ -35,6 +36,7 @@ from bench.cli import names
 from bench.report.figure5 import figure5, figure5_path, figure5_run
 from bench.report.figure7 import figure7
 from bench.report.paper import (
+    METR_LA_MODEL,
     MODEL,
     QUALITY,
     SCALES,
@@ -57,9 +59,9 @@ TITLES = {
 }
 
 
-def sweep(csv: Path, argv: Sequence[str]) -> pd.DataFrame:
-    """Run (or resume) ``python -m bench.run ARGV --out CSV`` and return all rows of ``csv``."""
-    argv = [*argv, "--models", MODEL, "--out", str(csv)]
+def sweep(csv: Path, argv: Sequence[str], model: str = MODEL) -> pd.DataFrame:
+    """Run (or resume) ``python -m bench.run ARGV --models MODEL --out CSV``; all rows of ``csv``."""
+    argv = [*argv, "--models", model, "--out", str(csv)]
     rc = run_sweep(argv)
     if rc != 0:
         raise RuntimeError(f"bench.run {' '.join(argv)} exited with {rc}")
@@ -105,6 +107,7 @@ class Context:
         worlds: Sequence[int],
         epochs: int,
         extra: Sequence[str] = (),
+        model: str = MODEL,
     ) -> pd.DataFrame:
         """This stage's rows of ``<results>/<name>.csv``, after running the missing points."""
         csv = self.results / f"{name}.csv"
@@ -112,14 +115,17 @@ class Context:
                 "--strategies", ",".join(strategies), "--epochs", str(epochs), *extra,
                 *(["--quiet"] if self.quiet else [])]  # fmt: skip
         if self.run:
-            df = sweep(csv, argv)
+            df = sweep(csv, argv, model)
         elif csv.is_file():
             df = read_results(csv)
         else:
             raise FileNotFoundError(f"{csv}: no results yet; run without --no-run")
         labels = [dataset_label(d) for d in datasets]
         keep = (
-            df["dataset"].isin(labels) & df["strategy"].isin(strategies) & (df["epochs"] == epochs)
+            df["dataset"].isin(labels)
+            & df["strategy"].isin(strategies)
+            & (df["epochs"] == epochs)
+            & (df["model"] == model)
         )
         return df[keep.fillna(False).astype(bool)]
 
@@ -144,11 +150,13 @@ def stage_figure5(ctx: Context) -> list[Path]:
 def stage_table3(ctx: Context) -> list[Path]:
     sc = ctx.scale
     cap = ["--max-steps", str(sc.table3_max_steps)] if sc.table3_max_steps else []
-    df = ctx.rows("table3", [sc.table3[k] for k in QUALITY], ["standard", "index"], [1],
-                  sc.table3_epochs, ["--repeats", str(sc.repeats), *cap])  # fmt: skip
+    args = (["standard", "index"], [1], sc.table3_epochs, ["--repeats", str(sc.repeats), *cap])
+    df = pd.concat([ctx.rows("table3", [sc.table3[k] for k in QUALITY], *args),
+                    ctx.rows("table3", [sc.table3_metr_la], *args, model=METR_LA_MODEL)])  # fmt: skip
     steps = f", at most {sc.table3_max_steps} training steps each" if cap else ""
     setting = (
-        f"{sc.name} scale: {MODEL}, {epochs_text(sc.table3_epochs)}{steps}, {sc.repeats} repeats."
+        f"{sc.name} scale: {MODEL} ({METR_LA_MODEL} on METR-LA, as in the artifact), "
+        f"{epochs_text(sc.table3_epochs)}{steps}, {sc.repeats} repeats."
     )
     return table3(df, ctx.out, ctx.names(), setting)
 
