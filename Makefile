@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned to the local CPU build, so no CUDA wheel is pulled.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev,dask]"
+	$(BIN)/python -m pip install -q -e ".[dev,dask,peers,asv]"
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -23,12 +23,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check pgti_core bench tests
-	$(BIN)/ruff format --check pgti_core bench tests
+	$(BIN)/ruff check pgti_core bench benchmarks tests
+	$(BIN)/ruff format --check pgti_core bench benchmarks tests
 
 format: $(STAMP)
-	$(BIN)/ruff format pgti_core bench tests
-	$(BIN)/ruff check --fix pgti_core bench tests
+	$(BIN)/ruff format pgti_core bench benchmarks tests
+	$(BIN)/ruff check --fix pgti_core bench benchmarks tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .asv

@@ -12,17 +12,19 @@ import numpy as np
 import pytest
 import torch
 
-from bench.asv.bench_memory import measure_in_child
-from bench.asv.common import random_series, split_of, strategy_on
-from bench.peers.pgt_reference import (
+pytest.importorskip("torch_geometric")  # the peers extra: the PGT-style references
+
+from bench.peers.pgt_reference import (  # noqa: E402
     BatchedDCRNNReference,
     WindowDataset,
     per_sample_loader,
     replicate_edges,
 )
-from bench.peers.tgcn_reference import TGCNReference
-from pgti_core.batching import WindowSpec, split_starts
-from pgti_core.models import build_model
+from bench.peers.tgcn_reference import TGCNReference  # noqa: E402
+from benchmarks.bench_memory import measure_in_child  # noqa: E402
+from benchmarks.common import random_series, split_of, strategy_on  # noqa: E402
+from pgti_core.batching import WindowSpec, split_starts  # noqa: E402
+from pgti_core.models import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -208,3 +208,28 @@ def test_figure5_run_trains_once_then_reuses(tmp_path, monkeypatch):
     assert path.stat().st_mtime_ns == stamp and again == first
     assert [e["epoch"] for e in first["epochs"]] == [0, 1]
     assert first["config"]["strategy"] == "index" and first["config"]["dataset"] == "chickenpox"
+
+
+def test_first_line_says_what_is_reused_and_stages_tally(tmp_path, capsys):
+    data = tmp_path / "results" / "small"
+    t4 = [_row(paper.dataset_label(SMALL.pems), s, repeat=r, epochs=SMALL.table4_epochs,
+               timestamp_utc="2026-11-24T09:00:00Z", git_sha="abcdef1234")
+          for s in ("index", "gpu-index") for r in range(2)]  # fmt: skip
+    _csv(data / "table4.csv", t4)
+    argv = [
+        "--results",
+        str(tmp_path / "results"),
+        "--out",
+        str(tmp_path / "out"),
+        "--only",
+        "table4",
+    ]
+    assert figures.main([*argv, "--no-run"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("bench.figures: rendering table4") and "table4: 4 rows" in err[0]
+    assert "2026-11-24" in err[0] and "abcdef1" in err[0]
+    assert any("4 rows: 4 re-used from" in line and "0 measured now" in line for line in err)
+    ctx = figures.Context(SMALL, tmp_path / "empty", tmp_path / "out")
+    assert "everything is measured" in figures.first_line(ctx, ["table3", "figure5"])
+    ctx = figures.Context(SMALL, data, tmp_path / "out")
+    assert figures.first_line(ctx, ["table4"]).startswith("bench.figures: RE-USING")

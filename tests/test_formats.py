@@ -97,8 +97,9 @@ def test_missing_files_name_the_expected_path(tmp_path):
         read_dcrnn(tmp_path / "metr-la.h5")
     with pytest.raises(DatasetFileError, match="pems_cali_speed.h5"):
         read_pems(tmp_path)
-    with pytest.raises(DatasetFileError, match=str(tmp_path / "adj.npy")):
-        read_largest(tmp_path / "metr-la.h5")
+    _frame().to_hdf(tmp_path / "ca_his_2019.h5", key="t")
+    with pytest.raises(DatasetFileError, match=str(tmp_path / "ca_rn_adj.npy")):
+        read_largest(tmp_path / "ca_his_2019.h5")
     assert issubclass(DatasetFileError, ValueError)
 
 
@@ -166,3 +167,14 @@ def test_load_dataset_converts_a_file_into_the_cache_once(tmp_path):
     assert again.meta["cache_path"] == s.meta["cache_path"]
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir() and p.name[0] != "."]) == 1
     assert open_dcrnn(tmp_path / "metr-la.h5").shape == (T, N, 2)
+
+
+def test_largest_default_adjacency_is_the_release_name(tmp_path):
+    frame, adj = _frame(columns=[int(i) for i in IDS]), _adj()
+    frame.to_hdf(tmp_path / "ca_his_2019.h5", key="t")
+    np.save(tmp_path / "adj.npy", adj[:3, :3])  # accepted only when ca_rn_adj.npy is absent
+    np.save(tmp_path / "ca_rn_adj.npy", adj)
+    _check(read_largest(tmp_path / "ca_his_2019.h5"), frame, adj)
+    (tmp_path / "ca_rn_adj.npy").unlink()
+    with pytest.raises(DatasetFileError, match="6 sensor columns"):
+        read_largest(tmp_path / "ca_his_2019.h5")  # now adj.npy, the wrong size here

@@ -159,7 +159,7 @@ def test_build_model_rejects_bad_configuration(graph):
 
 
 def test_gcn_matrix_is_pyg_gcnconv_propagation(graph):
-    from torch_geometric.nn import GCNConv
+    GCNConv = pytest.importorskip("torch_geometric.nn").GCNConv  # the peers extra
 
     conv = GCNConv(3, 3, bias=False)
     with torch.no_grad():
@@ -168,3 +168,12 @@ def test_gcn_matrix_is_pyg_gcnconv_propagation(graph):
     x = torch.randn(N, 3)
     op = GraphOperator(gcn_matrix(*graph, N), dense_threshold=1.1)
     torch.testing.assert_close(op(x), conv(x, ei, ew), atol=1e-6, rtol=0)
+
+
+def test_gcn_matrix_matches_pyg_with_self_loops_and_isolated_nodes():
+    gcn_norm = pytest.importorskip("torch_geometric.nn.conv.gcn_conv").gcn_norm  # the peers extra
+    ei = torch.tensor([[0, 1, 1, 2, 0], [1, 0, 1, 0, 2]])  # node 1 has a loop (0.5), node 3 none
+    ew = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5])
+    want_ei, want_ew = gcn_norm(ei, ew, 4, add_self_loops=True)
+    want = torch.zeros(4, 4).index_put_((want_ei[1], want_ei[0]), want_ew, accumulate=True)
+    torch.testing.assert_close(gcn_matrix(ei, ew, 4).to_dense(), want)

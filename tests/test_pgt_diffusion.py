@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.peers.pgt_reference import BatchedDCRNNReference
-from pgti_core.models import DCRNNPaper, DiffusionConv, diffusion_operators
-from pgti_core.models.diffusion import pgt_supports
+pytest.importorskip("torch_geometric")  # the peers extra: the PGT reference
+
+from bench.peers.pgt_reference import BatchedDCRNNReference  # noqa: E402
+from pgti_core.models import DCRNNPaper, DiffusionConv, diffusion_operators  # noqa: E402
+from pgti_core.models.diffusion import pgt_supports  # noqa: E402
 
 N = 6
 

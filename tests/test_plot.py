@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.report.charts import bars_figure
 from bench.report.plot import main, make_plots, scaling_figure, strategy_styles
-from bench.report.summary import aggregate, left_out_lines, with_speedups
+from bench.report.summary import aggregate, facet_title, left_out_lines, with_speedups
 from bench.sweep.results import append_row, read_results
 
 STRATEGIES = {
@@ -170,3 +171,37 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, make):
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert len(errors) == 1 and str(path) in errors[0]
     assert not (tmp_path / "p").exists()
+
+
+def _agg(path, rows):
+    agg = with_speedups(aggregate(read_results(write_csv(path, rows))))
+    return agg[agg["n_ok"] > 0]
+
+
+def test_plots_tell_what_ran(tmp_path):
+    """Synthetic data and CPU ranks named; no empty panel without standard rows; rendered labels."""
+    rows = sweep_rows(strategies={"index": (1.0, 10.0)}, datasets={"metr-la": (34272, 207, 2)})
+    agg = _agg(tmp_path / "a.csv", rows)
+    title = facet_title({"dataset": "metr-la", "nodes": 207, "steps": 34272})
+    assert title.startswith("synthetic metr-la profile, 207 nodes × 34272 steps")
+    fig = scaling_figure(agg, title, strategy_styles(agg["strategy"]), "total_s")
+    axes = fig.get_axes()
+    assert len(axes) == 3 and all(a.has_data() for a in axes)  # panel (c) left out, not blank
+    assert {a.get_xlabel() for a in axes} == {"world size P (CPU ranks)"}
+    assert "left out" in fig._supxlabel.get_text()
+    gpu = _agg(tmp_path / "g.csv", [{**r, "device": "cuda: H100"} for r in sweep_rows()])
+    fig = scaling_figure(gpu, "t", strategy_styles(gpu["strategy"]), "total_s")
+    assert len(fig.get_axes()) == 4
+    assert {a.get_xlabel() for a in fig.get_axes()} == {"world size P (GPUs)"}
+    assert "_" not in fig.get_axes()[2].get_ylabel()  # no raw T_standard text
+
+
+def test_bars_are_linear_from_zero_or_points_on_a_log_axis(tmp_path):
+    rows = sweep_rows(worlds=(1, 2), strategies={"index": (1.0, 10.0), "standard": (24.0, 11.0)})
+    near = _agg(tmp_path / "n.csv", rows)
+    fig = bars_figure(near, "t", strategy_styles(near["strategy"]))
+    for ax in fig.get_axes():
+        assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0 and ax.patches
+    far = _agg(tmp_path / "f.csv", sweep_rows())  # worlds 1..128: epoch times span > 20x
+    fig = bars_figure(far, "t", strategy_styles(far["strategy"]))
+    assert all(ax.get_yscale() == "log" and not ax.patches for ax in fig.get_axes())

@@ -56,7 +56,10 @@ def test_pbs_scripts(tmp_path):
     for path, nodes, per_node in zip(scripts, (1, 2, 32), (2, 4, 4), strict=True):
         text = path.read_text()
         p = _world(path)
-        assert f"#PBS -l select={nodes}:ngpus={per_node}\n" in text
+        assert (
+            f"#PBS -l select={nodes}:ncpus={8 * per_node}:mpiprocs={per_node}:ngpus={per_node}\n"
+            in text
+        )
         assert "#PBS -l walltime=01:00:00\n" in text
         assert "#PBS -A proj\n" in text and "#PBS -q prod\n" in text
         assert 'MASTER_ADDR=$(head -n 1 "$PBS_NODEFILE")' in text

@@ -75,7 +75,8 @@ def make_scripts(
         cpus_per_rank (int, default 8): cores per rank (``OMP_NUM_THREADS``, PBS ``--depth``).
         port (int, default 29500): rendezvous port on the first node.
         workdir (path, default ``.``): where jobs run, so results land in the sweep's CSV.
-        pbs_chunk (str, optional): PBS ``select`` chunk resources; default ``ngpus=<per node>``
+        pbs_chunk (str, optional): PBS ``select`` chunk resources; default
+            ``ncpus=<per node x cpus per rank>:mpiprocs=<per node>:ngpus=<per node>``
             (Polaris: ``system=polaris``).
         directives (Sequence[str]): extra header options, e.g. ``-l filesystems=home:eagle``.
         setup (Sequence[str]): shell lines run before the launch (``module load ...``).
@@ -201,7 +202,10 @@ class _JobText:
         ]
 
     def _pbs_header(self, world: int, nodes: int, per_node: int) -> list[str]:
-        chunk = self.pbs_chunk or f"ngpus={per_node}"
+        # ncpus and mpiprocs too: generic PBS Pro otherwise gives each chunk one CPU and one MPI rank
+        chunk = (
+            self.pbs_chunk or f"ncpus={per_node * self.cpus}:mpiprocs={per_node}:ngpus={per_node}"
+        )
         opts = [
             f"-N pgti-p{world}",
             f"-l select={nodes}:{chunk}",
@@ -279,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=29500, help="rendezvous port")
     parser.add_argument("--workdir", default=".", help="where the jobs run (the sweep's root)")
     parser.add_argument(
-        "--pbs-chunk", default=None, help="PBS select chunk; default ngpus=<ranks per node>"
+        "--pbs-chunk",
+        default=None,
+        help="PBS select chunk; default ncpus=<ranks per node x cpus per rank>:mpiprocs=<ranks per node>:ngpus=<ranks per node>",
     )
     parser.add_argument(
         "--directive",

@@ -6,6 +6,7 @@ Used by the figure builders of ``bench.plot`` (:mod:`bench.report.charts`) and `
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -87,7 +88,17 @@ def draw_series(
                     markerfacecolor="white", **kw)  # fmt: skip
 
 
-def world_axis(ax: Axes, worlds: list[int]) -> None:
+def on_gpus(df: pd.DataFrame) -> bool:
+    """Whether the rows ran on GPUs (their ``device`` names CUDA), so their ranks are GPUs."""
+    return bool(df["device"].astype(str).str.startswith("cuda").any()) if "device" in df else False
+
+
+def world_label(df: pd.DataFrame) -> str:
+    """The world-size axis label: ``GPUs`` for rows on GPUs, ``CPU ranks`` (processes) otherwise."""
+    return "world size P (GPUs)" if on_gpus(df) else "world size P (CPU ranks)"
+
+
+def world_axis(ax: Axes, worlds: list[int], label: str = WORLD_LABEL) -> None:
     """Log2 x axis with one labelled tick per world size (1, 2, 4, ...)."""
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_locator(FixedLocator(worlds))
@@ -96,7 +107,7 @@ def world_axis(ax: Axes, worlds: list[int]) -> None:
     ax.set_xlim(min(worlds) / 1.4, max(worlds) * 1.4)
     if len(worlds) > 8:
         ax.tick_params(axis="x", labelrotation=45)
-    ax.set_xlabel(WORLD_LABEL)
+    ax.set_xlabel(label)
 
 
 def si_bytes(v: float, _pos: int | None = None) -> str:
@@ -179,11 +190,9 @@ def strategy_handles(df: pd.DataFrame, styles: Mapping[str, tuple[str, str]]) ->
     ]
 
 
-def no_data(ax: Axes, text: str) -> None:
-    """Blank a panel and say why it has nothing to show."""
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
+def suptitle(fig: Figure, title: str) -> None:
+    """The figure's title, wrapped to the figure's width so that no part of it is cut off."""
+    fig.suptitle(textwrap.fill(title, max(40, int(fig.get_figwidth() * 10))))
 
 
 def save_figure(fig: Figure | None, stem: Path) -> list[Path]:

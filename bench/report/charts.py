@@ -12,18 +12,18 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from bench.report.axes import (
-    WORLD_LABEL,
     by_strategy,
     bytes_axis,
     draw_series,
     err_or_none,
     mode_handles,
-    no_data,
     ratio_axis,
     seconds_axis,
     spans,
     strategy_handles,
+    suptitle,
     world_axis,
+    world_label,
 )
 from bench.report.summary import BASELINE
 
@@ -40,8 +40,15 @@ def scaling_figure(part: pd.DataFrame, title: str, styles: Mapping, time_col: st
     if part.empty:
         return None
     worlds = sorted(int(w) for w in part["world_size"].unique())
-    fig = Figure(figsize=(11.5, 7.5), layout="constrained")
-    (a_t, a_s), (a_v, a_e) = fig.subplots(2, 2)
+    has_vs = bool((part["strategy"] == BASELINE).any()) and bool(
+        part.loc[part["strategy"] != BASELINE, "vs_standard"].notna().any()
+    )
+    if has_vs:
+        fig = Figure(figsize=(11.5, 7.5), layout="constrained")
+        (a_t, a_s), (a_v, a_e) = fig.subplots(2, 2)
+    else:  # no empty panel: leave (c) out and say why
+        fig = Figure(figsize=(15.0, 4.6), layout="constrained")
+        (a_t, a_s, a_e), a_v = fig.subplots(1, 3), None
     for s, sub in by_strategy(part):
         st = styles[s]
         draw_series(a_t, sub, "world_size", time_col, st, bridge=True)
@@ -49,7 +56,7 @@ def scaling_figure(part: pd.DataFrame, title: str, styles: Mapping, time_col: st
         xs = [w for w in worlds if w >= b]
         a_t.plot(xs, [bt * b / w for w in xs], linestyle=":", linewidth=1, color=st[0])
         draw_series(a_s, sub, "world_size", "speedup", st, bridge=True)
-        if s != BASELINE:
+        if a_v is not None and s != BASELINE:
             draw_series(a_v, sub, "world_size", "vs_standard", st, bridge=True)
         draw_series(a_e, sub, "world_size", "efficiency", st, bridge=True)
     for b in sorted(part["base_world"].dropna().unique()):
@@ -59,32 +66,36 @@ def scaling_figure(part: pd.DataFrame, title: str, styles: Mapping, time_col: st
     a_t.set(ylabel=f"{TIME_LABELS[time_col]} (s)", title="(a) time; dotted: ideal T(P₀)·P₀/P")
     ratio_axis(a_s)
     a_s.set(ylabel="speedup T(P₀)/T(P) (×)", title="(b) speedup vs the same strategy at P₀")
-    if (part["strategy"] == BASELINE).any() and part.loc[
-        part["strategy"] != BASELINE, "vs_standard"
-    ].notna().any():
+    if a_v is not None:
         a_v.axhline(1.0, color=styles[BASELINE][0], linestyle=":", linewidth=1.2)
         ratio_axis(a_v)
-        a_v.set(
-            ylabel=f"T_{BASELINE}(P)/T(P) (×)", title=f"(c) speedup vs {BASELINE} at the same P"
-        )
-    else:
-        no_data(a_v, f"no {BASELINE} rows at the same world sizes to compare with")
-        a_v.set_title(f"(c) speedup vs {BASELINE} at the same P")
+        a_v.set(ylabel=f"T({BASELINE}, P) / T(P) (×)",
+                title=f"(c) speedup vs {BASELINE} at the same P")  # fmt: skip
     a_e.axhline(1.0, color="black", linestyle=":", linewidth=1.2)
     a_e.set_ylim(bottom=0)
-    a_e.set(ylabel="efficiency = speedup/(P/P₀)", title="(d) parallel efficiency")
-    for ax in (a_t, a_s, a_e) + ((a_v,) if a_v.has_data() else ()):
-        world_axis(ax, worlds)
+    a_e.set(ylabel="efficiency = speedup/(P/P₀) (fraction)",
+            title=f"({'d' if a_v is not None else 'c'}) parallel efficiency")  # fmt: skip
+    for ax in (a_t, a_s, a_e, *([a_v] if a_v is not None else [])):
+        world_axis(ax, worlds, world_label(part))
         ax.grid(True, which="major", alpha=0.3)
     handles = strategy_handles(part, styles) + mode_handles(part, "emulated (projected time)")
     handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.2, label="ideal"))
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(title)
+    suptitle(fig, title)
+    if a_v is None:
+        fig.supxlabel(f"Speedup vs {BASELINE} at the same P is left out: no {BASELINE} rows "
+                      "at these world sizes to compare with.", fontsize=9, color="0.3")  # fmt: skip
     return fig
 
 
 def memory_figure(
-    part: pd.DataFrame, title: str, styles: Mapping, y: str, ref: str, ylabel: str
+    part: pd.DataFrame,
+    title: str,
+    styles: Mapping,
+    y: str,
+    ref: str,
+    ylabel: str,
+    ref_label: str = "analytic resident",
 ) -> Figure | None:
     """Peak memory ``y`` vs dataset raw size, log-log, one panel per world size; ``ref`` dotted."""
     part = part[part[y].notna() & (part[y] > 0) & part["raw_bytes"].notna()]
@@ -99,7 +110,7 @@ def memory_figure(
         at_w = part[part["world_size"] == w]
         for s, sub in by_strategy(at_w):
             draw_series(ax, sub, "raw_bytes", y, styles[s], bridge=False)
-            r = sub[sub[ref].notna()].groupby("raw_bytes")[ref].mean()
+            r = sub[sub[ref].notna()].groupby("raw_bytes")[ref].mean()  # what the rank holds
             ax.plot(
                 r.index,
                 r.to_numpy(),
@@ -119,12 +130,10 @@ def memory_figure(
     fig.supylabel(ylabel)
     handles = strategy_handles(part, styles) + mode_handles(part, "emulated world (real ranks)")
     handles.append(
-        Line2D(
-            [], [], color="0.3", linestyle=":", marker="_", markersize=10, label="analytic resident"
-        )
+        Line2D([], [], color="0.3", linestyle=":", marker="_", markersize=10, label=ref_label)
     )
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(title)
+    suptitle(fig, title)
     return fig
 
 
@@ -151,27 +160,44 @@ def bars_figure(part: pd.DataFrame, title: str, styles: Mapping) -> Figure | Non
         layout="constrained",
     )
     axes = fig.subplots(1, 2)
-    panels = (("epoch_s_mean", "epoch time (s)", "(a) epoch time, mean ± std"),
+    spread = part["epoch_s_mean_sd"].fillna(0).gt(0).any()
+    panels = (("epoch_s_mean", "epoch time (s)",
+               "(a) epoch time, mean" + (" ± std (repeats, or epochs of one run)" if spread
+                                         else " (1 run, 1 epoch: no spread)")),
               ("samples_per_s", "throughput, all ranks (samples/s)", "(b) training throughput"))  # fmt: skip
     for ax, (col, ylabel, name) in zip(axes, panels, strict=True):
+        as_points = spans(part[col])  # bars only on a linear axis from zero
         for i, (s, m) in enumerate(slots):
             sub = part[
                 (part["strategy"] == s) & ((part["mode"] == m) if m else True) & part[col].notna()
             ]
             sub = sub.groupby(["world_size", "mode"], as_index=False)[[col, f"{col}_sd"]].mean()
-            color = styles[s][0]
+            color, marker = styles[s]
             for hollow, bars in sub.groupby(sub["mode"] == "emulated"):
                 x = np.array([slot[int(w)] for w in bars["world_size"]]) - 0.4 + width * (i + 0.5)
-                ax.bar(x, bars[col].to_numpy(dtype=float), width, yerr=err_or_none(bars[f"{col}_sd"]),
-                       color="white" if hollow else color, edgecolor=color, hatch="///" if hollow else None,
-                       linewidth=1, error_kw=dict(elinewidth=1, capsize=2, ecolor="0.2"))  # fmt: skip
+                y, yerr = bars[col].to_numpy(dtype=float), err_or_none(bars[f"{col}_sd"])
+                if as_points:
+                    ax.errorbar(x, y, yerr=yerr, color=color, marker=marker, linestyle="none",
+                                markerfacecolor="white" if hollow else color, capsize=2)  # fmt: skip
+                else:
+                    ax.bar(x, y, width, yerr=yerr, color="white" if hollow else color, edgecolor=color,
+                           hatch="///" if hollow else None, linewidth=1,
+                           error_kw=dict(elinewidth=1, capsize=2, ecolor="0.2"))  # fmt: skip
         ax.set_xticks(range(len(worlds)), [str(w) for w in worlds])
-        ax.set(xlabel=WORLD_LABEL, ylabel=ylabel, title=name)
-        if spans(part[col]) and col == "epoch_s_mean":
+        ax.set(xlabel=world_label(part), ylabel=ylabel)
+        ax.set_title(name, fontsize=10)
+        if as_points and col == "epoch_s_mean":
             seconds_axis(ax)
-        elif spans(part[col]):
+        elif as_points:
             ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.grid(True, axis="y", which="major", alpha=0.3)
+    if any(spans(part[col]) for col, *_ in panels):  # points somewhere: marker legend
+        fig.legend(handles=strategy_handles(part, styles) + mode_handles(part, "emulated (projected)"),
+                   loc="outside right center")  # fmt: skip
+        suptitle(fig, title)
+        return fig
     handles = [
         Patch(facecolor=styles[s][0], edgecolor=styles[s][0], label=s) for s, _ in by_strategy(part)
     ]
@@ -180,5 +206,5 @@ def bars_figure(part: pd.DataFrame, title: str, styles: Mapping) -> Figure | Non
             Patch(facecolor="white", edgecolor="0.3", hatch="///", label="emulated (projected)")
         )
     fig.legend(handles=handles, loc="outside right center")
-    fig.suptitle(title)
+    suptitle(fig, title)
     return fig

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.report.axes import save_figure, strategy_styles
+from bench.report.axes import save_figure, strategy_styles, suptitle
 from bench.report.paper import MODEL, outdir, slug
+from bench.report.summary import value_unit
 
 
 def figure5_path(runs_dir: Path, spec: str, strategy: str, epochs: int, seed: int = 0) -> Path:
@@ -99,11 +101,14 @@ def figure5(
                 fontsize=8,
                 color="0.3",
             )
-        ax.set_title(names.get(dataset, dataset), fontsize=10)
+        ax.set_title(textwrap.fill(names.get(dataset, dataset), 48), fontsize=9)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation MAE ({value_unit(dataset)})")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(True, alpha=0.3)
-    axes[0].set_ylabel("validation MAE (masked, de-normalized)")
     axes[0].legend(loc="center right")
-    fig.suptitle(f"Figure 5: validation MAE per epoch ({MODEL}); the curves coincide")
+    suptitle(
+        fig,
+        f"Figure 5: validation MAE (masked, de-normalized) per epoch, standard vs index ({MODEL})",
+    )
     return save_figure(fig, outdir(out_dir) / "figure5")

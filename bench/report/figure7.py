@@ -9,7 +9,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.report.axes import draw_series, save_figure, seconds_axis, strategy_styles, world_axis
+from bench.report.axes import (
+    draw_series,
+    save_figure,
+    seconds_axis,
+    strategy_styles,
+    suptitle,
+    world_axis,
+    world_label,
+)
 from bench.report.paper import DISTRIBUTED_INDEX, STANDARD_DDP, outdir
 from bench.report.summary import aggregate
 
@@ -85,9 +93,9 @@ def figure7(df: pd.DataFrame, out_dir: str | Path, title: str = "") -> list[Path
                 transform=ax.transAxes, ha="right", va="top", fontsize=9, color="0.25")  # fmt: skip
     seconds_axis(ax)
     world_axis(ax, worlds)
-    ax.set(xlabel="GPUs (ranks) P", ylabel=f"total time, prep + train ({unit})")
+    ax.set(xlabel=world_label(agg), ylabel=f"total time, prep + train ({unit})")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=handles, loc="lower left", fontsize=8)
     datasets = ", ".join(sorted(set(agg["dataset"])))
-    fig.suptitle(title or f"Figure 7: total training time vs GPUs ({datasets})")
+    suptitle(fig, title or f"Figure 7: total training time vs world size ({datasets})")
     return save_figure(fig, outdir(out_dir) / "figure7")

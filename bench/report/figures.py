@@ -27,10 +27,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from bench.cli import names
 from bench.report.figure5 import figure5, figure5_path, figure5_run
@@ -49,6 +50,8 @@ from bench.report.tables import table3, table4
 from bench.sweep.driver import gpus_here
 from bench.sweep.driver import main as run_sweep
 from bench.sweep.results import read_results
+from pgti_core.data.datasets import parse_dataset_spec
+from pgti_core.progress import progress, set_quiet
 
 STAGES = ("figure5", "table3", "table4", "figure7")
 TITLES = {
@@ -68,6 +71,46 @@ def sweep(csv: Path, argv: Sequence[str], model: str = MODEL) -> pd.DataFrame:
     return read_results(csv)
 
 
+@dataclass(frozen=True)
+class Query:
+    """One stage's sweep: what ``bench.run`` runs into ``<results>/<csv>.csv``, and its rows there.
+
+    Args:
+        csv: the CSV's stem (the stage's name).
+        datasets: dataset specs.
+        strategies: strategy names.
+        worlds: world sizes.
+        epochs: epochs per point.
+        extra: further ``bench.run`` arguments (repeats, step cap, local-rank cap).
+        model: the model swept (default :data:`MODEL`).
+    """
+
+    csv: str
+    datasets: tuple[str, ...]
+    strategies: tuple[str, ...]
+    worlds: tuple[int, ...]
+    epochs: int
+    extra: tuple[str, ...] = ()
+    model: str = MODEL
+
+    def argv(self, quiet: bool) -> list[str]:
+        """The ``bench.run`` arguments (without ``--models`` and ``--out``)."""
+        return ["--gpus", ",".join(map(str, self.worlds)), "--datasets", ";".join(self.datasets),
+                "--strategies", ",".join(self.strategies), "--epochs", str(self.epochs),
+                *self.extra, *(["--quiet"] if quiet else [])]  # fmt: skip
+
+    def select(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``df`` this query asks for (any status)."""
+        labels = [dataset_label(d) for d in self.datasets]
+        keep = (
+            df["dataset"].isin(labels)
+            & df["strategy"].isin(self.strategies)
+            & (df["epochs"] == self.epochs)
+            & (df["model"] == self.model)
+        )
+        return df[keep.fillna(False).astype(bool)]
+
+
 @dataclass
 class Context:
     """What every stage needs: the scale, where data and artefacts go, and whether to run.
@@ -79,6 +122,7 @@ class Context:
         run: run what is missing (False: render what is there).
         quiet: no progress lines below the stage lines.
         baseline: the standard-DDP strategy Figure 7 sweeps (``standard`` or ``standard-dask``).
+        tally: per stage, ``(re-used, measured now, where)``, filled in as the stages run.
     """
 
     scale: Scale
@@ -87,73 +131,108 @@ class Context:
     run: bool = True
     quiet: bool = False
     baseline: str = "standard"
+    tally: dict[str, tuple[int, int, Path]] = field(default_factory=dict)
 
     def names(self) -> dict[str, str]:
-        """Display name per dataset label: ``PeMS-Bay (pems-bay:steps=3000)``."""
-        return {
-            dataset_label(spec): f"{name} ({dataset_label(spec)})"
-            for spec, name in self.scale.specs().items()
-        }
+        """Display name per dataset label, saying whether the series is the paper's data or a
+        synthetic one of its shape: ``synthetic PeMS-Bay-shaped (pems-bay:steps=3000, 325 × 3000)``."""
+        out = {}
+        for spec, name in self.scale.specs().items():
+            ds = parse_dataset_spec(spec)
+            size = f"{ds.nodes} nodes × {ds.steps} steps"
+            out[ds.label] = (f"{name} ({ds.label}, {size})" if ds.is_file
+                             else f"synthetic {name}-shaped ({ds.label}, {size})")  # fmt: skip
+        return out
 
     def say(self, line: str) -> None:
         if not self.quiet:
-            print(line, file=sys.stderr, flush=True)
+            tqdm.write(line, file=sys.stderr)
 
-    def rows(
-        self,
-        name: str,
-        datasets: Sequence[str],
-        strategies: Sequence[str],
-        worlds: Sequence[int],
-        epochs: int,
-        extra: Sequence[str] = (),
-        model: str = MODEL,
-    ) -> pd.DataFrame:
-        """This stage's rows of ``<results>/<name>.csv``, after running the missing points."""
-        csv = self.results / f"{name}.csv"
-        argv = ["--gpus", ",".join(map(str, worlds)), "--datasets", ";".join(datasets),
-                "--strategies", ",".join(strategies), "--epochs", str(epochs), *extra,
-                *(["--quiet"] if self.quiet else [])]  # fmt: skip
+    def existing(self, query: Query) -> pd.DataFrame:
+        """The rows of ``query`` already in its CSV (none when there is no CSV yet)."""
+        csv = self.results / f"{query.csv}.csv"
+        return query.select(read_results(csv)) if csv.is_file() else pd.DataFrame()
+
+    def rows(self, query: Query) -> pd.DataFrame:
+        """The rows of ``query`` in its CSV, after running the missing points; tallies them."""
+        csv = self.results / f"{query.csv}.csv"
+        before = len(self.existing(query))
         if self.run:
-            df = sweep(csv, argv, model)
+            df = sweep(csv, query.argv(self.quiet), query.model)
         elif csv.is_file():
             df = read_results(csv)
         else:
             raise FileNotFoundError(f"{csv}: no results yet; run without --no-run")
-        labels = [dataset_label(d) for d in datasets]
-        keep = (
-            df["dataset"].isin(labels)
-            & df["strategy"].isin(strategies)
-            & (df["epochs"] == epochs)
-            & (df["model"] == model)
-        )
-        return df[keep.fillna(False).astype(bool)]
+        df = query.select(df)
+        self.tally[query.csv] = (before, len(df) - before, csv)
+        return df
+
+
+def figure5_runs(ctx: Context) -> list[tuple[str, str, Path]]:
+    """``(spec, strategy, metrics JSON)`` of every Figure 5 run."""
+    runs_dir, epochs = ctx.results / "figure5", ctx.scale.figure5_epochs
+    return [(ctx.scale.figure5[key], strategy,
+             figure5_path(runs_dir, ctx.scale.figure5[key], strategy, epochs))
+            for key in QUALITY for strategy in ("standard", "index")]  # fmt: skip
+
+
+def table3_query(ctx: Context) -> Query:
+    sc = ctx.scale
+    cap = ("--max-steps", str(sc.table3_max_steps)) if sc.table3_max_steps else ()
+    return Query("table3", tuple(sc.table3[k] for k in QUALITY), ("standard", "index"), (1,),
+                 sc.table3_epochs, ("--repeats", str(sc.repeats), *cap))  # fmt: skip
+
+
+def table3_metr_la_query(ctx: Context) -> Query:
+    """Table 3's METR-LA row: A3T-GCN, as in the artifact, at the other rows' settings."""
+    q = table3_query(ctx)
+    return Query(q.csv, (ctx.scale.table3_metr_la,), q.strategies, q.worlds, q.epochs, q.extra,
+                 METR_LA_MODEL)  # fmt: skip
+
+
+def table4_query(ctx: Context) -> Query:
+    sc = ctx.scale
+    return Query("table4", (sc.pems,), ("index", "gpu-index"), (1,), sc.table4_epochs,
+                 ("--repeats", str(sc.repeats)))  # fmt: skip
+
+
+def figure7_query(ctx: Context) -> Query:
+    gpus = gpus_here()
+    # Without GPUs, CPU ranks beyond the cores only time-share them: emulate instead.
+    extra = () if gpus else ("--max-local-ranks", str(len(os.sched_getaffinity(0))))
+    strategies = (ctx.baseline, "gpu-index" if gpus else "index")
+    return Query("figure7", (ctx.scale.pems,), strategies, tuple(ctx.scale.figure7_worlds),
+                 ctx.scale.figure7_epochs, extra)  # fmt: skip
+
+
+QUERIES: dict[str, Callable[[Context], Query]] = {
+    "table3": table3_query,
+    "table4": table4_query,
+    "figure7": figure7_query,
+}
 
 
 def stage_figure5(ctx: Context) -> list[Path]:
-    runs_dir, epochs = ctx.results / "figure5", ctx.scale.figure5_epochs
-    summaries = []
-    for key in QUALITY:
-        spec = ctx.scale.figure5[key]
-        for strategy in ("standard", "index"):
-            path = figure5_path(runs_dir, spec, strategy, epochs)
-            if not (ctx.run or path.is_file()):
-                raise FileNotFoundError(f"{path}: no such run yet; run without --no-run")
-            t0 = time.perf_counter()
-            summaries.append(figure5_run(spec, strategy, epochs, runs_dir))
-            best = min(e["val"]["mae"] for e in summaries[-1]["epochs"])
-            ctx.say(f"  {spec} {strategy}, {epochs} epochs: best val MAE {best:.4f} "
-                    f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    runs = figure5_runs(ctx)
+    epochs, summaries, reused = ctx.scale.figure5_epochs, [], 0
+    bar = progress(runs, quiet=ctx.quiet, unit="run", desc="figure5")
+    for spec, strategy, path in bar:
+        if not (ctx.run or path.is_file()):
+            raise FileNotFoundError(f"{path}: no such run yet; run without --no-run")
+        reused += path.is_file()
+        t0 = time.perf_counter()
+        summaries.append(figure5_run(spec, strategy, epochs, path.parent))
+        best = min(e["val"]["mae"] for e in summaries[-1]["epochs"])
+        ctx.say(f"  {spec} {strategy}, {epochs} epochs: best val MAE {best:.4f} "
+                f"({time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    ctx.tally["figure5"] = (reused, len(runs) - reused, ctx.results / "figure5")
     return figure5(summaries, ctx.out, ctx.names())
 
 
 def stage_table3(ctx: Context) -> list[Path]:
     sc = ctx.scale
-    cap = ["--max-steps", str(sc.table3_max_steps)] if sc.table3_max_steps else []
-    args = (["standard", "index"], [1], sc.table3_epochs, ["--repeats", str(sc.repeats), *cap])
-    df = pd.concat([ctx.rows("table3", [sc.table3[k] for k in QUALITY], *args),
-                    ctx.rows("table3", [sc.table3_metr_la], *args, model=METR_LA_MODEL)])  # fmt: skip
-    steps = f", at most {sc.table3_max_steps} training steps each" if cap else ""
+    df = pd.concat([ctx.rows(table3_query(ctx)), ctx.rows(table3_metr_la_query(ctx))])
+    steps = f", at most {sc.table3_max_steps} training steps each" if sc.table3_max_steps else ""
     setting = (
         f"{sc.name} scale: {MODEL} ({METR_LA_MODEL} on METR-LA, as in the artifact), "
         f"{epochs_text(sc.table3_epochs)}{steps}, {sc.repeats} repeats."
@@ -163,25 +242,65 @@ def stage_table3(ctx: Context) -> list[Path]:
 
 def stage_table4(ctx: Context) -> list[Path]:
     sc = ctx.scale
-    df = ctx.rows("table4", [sc.pems], ["index", "gpu-index"], [1], sc.table4_epochs,
-                  ["--repeats", str(sc.repeats)])  # fmt: skip
+    df = ctx.rows(table4_query(ctx))
     setting = f"{sc.name} scale: {MODEL}, {epochs_text(sc.table4_epochs)}, {sc.repeats} repeats."
     return table4(df, ctx.out, ctx.names(), setting)
 
 
 def stage_figure7(ctx: Context) -> list[Path]:
-    gpus = gpus_here()
-    # Without GPUs, CPU ranks beyond the cores only time-share them: emulate instead.
-    extra = [] if gpus else ["--max-local-ranks", str(len(os.sched_getaffinity(0)))]
-    strategies = [ctx.baseline, "gpu-index" if gpus else "index"]
-    df = ctx.rows("figure7", [ctx.scale.pems], strategies, ctx.scale.figure7_worlds,
-                  ctx.scale.figure7_epochs, extra)  # fmt: skip
+    df = ctx.rows(figure7_query(ctx))
     name = ctx.names()[dataset_label(ctx.scale.pems)]
     return figure7(
         df,
         ctx.out,
-        f"Figure 7: total time vs GPUs, {name}, {epochs_text(ctx.scale.figure7_epochs)}",
+        f"Figure 7: total time vs world size, {name}, {epochs_text(ctx.scale.figure7_epochs)}",
     )
+
+
+def on_disk(ctx: Context, stages: Sequence[str]) -> list[str]:
+    """What ``ctx.results`` already holds for ``stages``: one phrase per stage with data, and one
+    on when and at which commit those rows were measured."""
+    found, stamps, shas = [], [], set()
+    for name in stages:
+        if name == "figure5":
+            have = sum(path.is_file() for *_, path in figure5_runs(ctx))
+            if have:
+                found.append(f"figure5: {have} of {len(figure5_runs(ctx))} runs")
+            continue
+        df = ctx.existing(QUERIES[name](ctx))
+        if len(df):
+            found.append(f"{name}: {len(df)} rows")
+            stamps += [s for s in df["timestamp_utc"].dropna().astype(str) if s]
+            shas |= {s[:7] for s in df["git_sha"].dropna().astype(str) if s}
+    if found and stamps:
+        when = sorted(stamps)
+        found.append(f"rows measured {when[0][:10]} to {when[-1][:10]}"
+                     + (f" at git {', '.join(sorted(shas))}" if shas else ""))  # fmt: skip
+    return found
+
+
+def first_line(ctx: Context, stages: Sequence[str]) -> str:
+    """The command's first line: whether it measures, re-uses what is on disk, or only renders."""
+    found = on_disk(ctx, stages)
+    what = f"{', '.join(stages)} at the {ctx.scale.name} scale"
+    if not ctx.run:
+        return f"bench.figures: rendering {what} from {ctx.results} only (--no-run): " + (
+            "; ".join(found) or "nothing there"
+        )
+    if not found:
+        return f"bench.figures: measuring {what} into {ctx.results} (empty: everything is measured)"
+    return (f"bench.figures: RE-USING what {ctx.results} already holds ({'; '.join(found)}) and "
+            f"measuring only what is missing for {what}; pass an empty --results directory to "
+            "measure everything anew")  # fmt: skip
+
+
+def tally_text(tally: tuple[int, int, Path] | None) -> str:
+    """``18 rows: 12 re-used from X, 6 measured now``."""
+    if tally is None:
+        return ""
+    reused, measured, where = tally
+    unit = "runs" if where.suffix != ".csv" else "rows"
+    return f"{reused + measured} {unit}: {reused} re-used from {where}, {measured} measured now; "
 
 
 STAGE_FUNCS: dict[str, Callable[[Context], list[Path]]] = {
@@ -223,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results / args.scale
     ctx = Context(SCALES[args.scale], results, args.out, run=not args.no_run, quiet=args.quiet,
                   baseline=args.baseline)  # fmt: skip
+    if args.quiet:
+        set_quiet()
+    print(first_line(ctx, args.only), file=sys.stderr, flush=True)
     t_all, failed = time.perf_counter(), []
     for i, name in enumerate(args.only, 1):
         head = f"[{i}/{len(args.only)}] {TITLES[name]}"
@@ -236,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         shown = ", ".join(str(f) for f in files if f.suffix != ".svg")
         print(
-            f"{head}: done in {time.perf_counter() - t0:.0f} s -> {shown}",
+            f"{head}: done in {time.perf_counter() - t0:.0f} s; {tally_text(ctx.tally.get(name))}"
+            f"-> {shown}",
             file=sys.stderr,
             flush=True,
         )

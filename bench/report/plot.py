@@ -25,10 +25,12 @@ import pandas as pd
 
 from bench.report.axes import save_figure, strategy_styles
 from bench.report.charts import bars_figure, memory_figure, scaling_figure
+from bench.report.memory_split import split_figure, split_markdown, split_table
 from bench.report.summary import (
     FACETS,
     TIME_COLUMNS,
     aggregate,
+    dataset_title,
     facet_title,
     left_out_lines,
     summary_markdown,
@@ -55,7 +57,13 @@ def _groups(agg: pd.DataFrame, facets: tuple[str, ...], always: tuple[str, ...])
     groups = list(agg.groupby(list(facets), dropna=False, sort=False))
     slugs = _slugs([k for k, _ in groups], facets, always)
     for (key, part), slug in zip(groups, slugs, strict=True):
-        yield facet_title(dict(zip(facets, key, strict=True))), slug, part
+        size = {c: part[c].iloc[0] for c in ("nodes", "steps") if "dataset" in facets and c in part}
+        yield facet_title({**dict(zip(facets, key, strict=True)), **size}), slug, part
+
+
+def data_of(part: pd.DataFrame) -> str:
+    """The datasets a figure spans, named as synthetic or real (``synthetic metr-la profile``)."""
+    return ", ".join(dataset_title(str(d)) for d in part["dataset"].unique())
 
 
 def make_plots(df: pd.DataFrame, out_dir: str | Path, time_col: str = "total_s") -> list[Path]:
@@ -80,19 +88,32 @@ def make_plots(df: pd.DataFrame, out_dir: str | Path, time_col: str = "total_s")
                 scaling_figure(part, title, styles, time_col), out_dir / f"scaling_{slug}"
             )
             figures += save_figure(bars_figure(part, title, styles), out_dir / f"epoch_time_{slug}")
+        # standard-dask's Dask workers hold its windows outside the rank: count them with it;
+        # the reference is what the strategy holds plus the idle rank it runs in.
+        agg = agg.assign(
+            host_peak_with_cluster=agg["host_peak_pss_max_rank"] + agg["cluster_memory_bytes"].fillna(0),
+            host_reference=agg["analytic_host_bytes"] + agg["host_baseline_pss"].fillna(0),
+        )  # fmt: skip
+        dask = (agg["cluster_memory_bytes"].fillna(0) > 0).any()
         for title, slug, part in _groups(agg, MEMORY_FACETS, always=("model",)):
             figures += save_figure(
-                memory_figure(part, f"{title} · peak host memory", styles, "host_peak_pss_max_rank",
-                              "analytic_host_bytes", "peak host PSS, max over ranks (bytes)"),
+                memory_figure(part, f"{title} · {data_of(part)} · peak host memory", styles,
+                              "host_peak_with_cluster",
+                              "host_reference",
+                              "peak host PSS, max over ranks (bytes)"
+                              + ("\n+ the Dask workers' for standard-dask" if dask else ""),
+                              "analytic resident + idle rank baseline"),
                 out_dir / f"memory_host_{slug}",
             )  # fmt: skip
             figures += save_figure(
-                memory_figure(part, f"{title} · peak device memory", styles, "device_peak_allocated",
+                memory_figure(part, f"{title} · {data_of(part)} · peak device memory", styles,
+                              "device_peak_allocated",
                               "analytic_device_bytes", "peak device allocated, max over ranks (bytes)"),
                 out_dir / f"memory_device_{slug}",
             )  # fmt: skip
+        figures += save_figure(split_figure(split_table(df)), out_dir / "memory_split")
     summary = out_dir / "summary.md"
-    summary.write_text(summary_markdown(df, figures, time_col))
+    summary.write_text(summary_markdown(df, figures, time_col) + split_markdown(df))
     return [*figures, summary]
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pgti_core.data.datasets import parse_dataset_spec
+
 FLOAT_BYTES = 4
 BASELINE = "standard"
 STRATEGY_ORDER: tuple[str, ...] = ("standard", "standard-dask", "index", "gpu-index", "partitioned")
@@ -42,6 +44,10 @@ METRICS: tuple[str, ...] = (
     "analytic_host_bytes",
     "analytic_device_bytes",
     "raw_bytes",
+    "host_baseline_pss",
+    "cluster_memory_bytes",
+    "nodes",
+    "steps",
 )
 
 
@@ -177,9 +183,35 @@ def _one_line(text: object) -> str:
     return re.sub(r"\s+", " ", str(text or "")).strip()
 
 
+def dataset_title(label: str, nodes: object = None, steps: object = None) -> str:
+    """What a results row's dataset is: ``synthetic metr-la profile, 207 nodes x 34272 steps`` or
+    ``real data file:metr-la, ...`` (a synthetic series named like a real one is not that data)."""
+    try:
+        real = parse_dataset_spec(label).is_file
+    except ValueError:  # a label this version cannot parse: say only what it is called
+        return label
+    kind = f"real data {label}" if real else f"synthetic {label} profile"
+    if pd.notna(nodes) and pd.notna(steps) and nodes and steps:
+        kind += f", {int(nodes)} nodes × {int(steps)} steps"
+    return kind
+
+
+def value_unit(label: str) -> str:
+    """Unit of a dataset's values: ``mph`` for traffic speed (real or synthetic), ``a.u.`` for the
+    synthetic signal of the other profiles."""
+    try:
+        return "mph" if parse_dataset_spec(label).profile.traffic else "a.u."
+    except (ValueError, KeyError):
+        return "series units"
+
+
 def facet_title(d: Mapping[str, object]) -> str:
-    """A short human title for one combination of (some of) the :data:`FACETS` values."""
-    parts = [str(d[k]) for k in ("dataset", "model") if k in d]
+    """A short human title for one combination of (some of) the :data:`FACETS` values; with
+    ``nodes`` and ``steps`` in ``d``, the dataset's size too."""
+    parts = (
+        [dataset_title(str(d["dataset"]), d.get("nodes"), d.get("steps"))] if "dataset" in d else []
+    )
+    parts += [str(d["model"])] if "model" in d else []
     if pd.notna(d.get("lags")) and pd.notna(d.get("horizon")):
         parts.append(f"{int(d['lags'])}/{int(d['horizon'])} windows")
     if pd.notna(d.get("batch_per_rank")):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bench.cli import int_list, names, positive_float, positive_int
 from bench.sweep.results import check_writable
+from pgti_core.batching.host_copy import HOST_COPIES
 from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
 from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
 from pgti_core.models.diffusion import DIFFUSIONS
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         help="cap on training steps per epoch (default: whole epoch)",
+    )
+    p.add_argument(
+        "--max-eval-steps",
+        type=positive_int,
+        default=None,
+        help="cap on validation and test batches (default: the whole split)",
     )
     p.add_argument("--repeats", type=positive_int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -145,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="torch/OpenMP threads per local rank (a rank plays one device; more threads per rank "
         "on a shared host collapse under contention)",
+    )
+    p.add_argument(
+        "--host-copy",
+        choices=("auto", *HOST_COPIES),
+        default="auto",
+        help="index: one normalized copy per rank (private) or per node, mapped by its local ranks "
+        "(shared); auto shares when a node runs several ranks",
     )
     p.add_argument("--force", action="store_true", help="re-run points already in the CSV")
     p.add_argument(

@@ -32,3 +32,4 @@ def print_plan(points: list[SweepPoint], predicted: dict, budget: int, baseline:
     print(
         f"available for ranks: {budget / 2**30:.1f} GiB; idle rank measured at {baseline / 2**20:.0f} MiB"
     )
+    print("predictions: runtime + data only; a real run adds the model probe's training memory")

@@ -20,6 +20,7 @@ from bench.sweep.args import parse_args
 from bench.sweep.baseline import measure_rank_baseline
 from bench.sweep.cluster import cluster_sweep
 from bench.sweep.console import point_line, print_plan
+from bench.sweep.guard import guard_point, parent_pss
 from bench.sweep.launch import run_point
 from bench.sweep.plan import SweepPoint, plan_points, predict_node_peak
 from bench.sweep.results import DONE_STATUSES, append_row, finished_keys, new_run_id
@@ -27,6 +28,7 @@ from bench.sweep.rows import failed_row, ok_row
 from pgti_core.data.datasets import DatasetSpec
 from pgti_core.dist.env import DistEnv, detect_env
 from pgti_core.instruments.system import describe_system, write_system_json
+from pgti_core.progress import progress, set_quiet
 
 MEMORY_MARGIN = 0.9
 
@@ -70,6 +72,8 @@ def run_info(n_gpus: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args, datasets = parse_args(argv)
+    if args.quiet:
+        set_quiet()  # the ranks and the dataset builds they trigger too
     env = detect_env()
     if env.world_size > 1:
         return main_cluster(args, datasets, env)
@@ -94,11 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
         diffusion=args.diffusion,
+        host_copy=args.host_copy,
+        max_eval_steps=args.max_eval_steps,
     )
     by_label = {d.text: d for d in datasets}
-    predicted = {p.key: predict_node_peak(p, by_label[p.dataset], baseline) for p in points}
     budget = int(avail * MEMORY_MARGIN)
-    if args.dry_run:
+    if args.dry_run:  # nothing built or probed: the runtime stands in for runtime + model
+        parent = parent_pss()
+        predicted = {
+            p.key: predict_node_peak(p, by_label[p.dataset], runtime=baseline, parent=parent)
+            for p in points
+        }
         print_plan(points, predicted, budget, baseline)
         return 0
     done = set() if args.force else finished_keys(args.out, statuses=DONE_STATUSES)
@@ -116,13 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             f"(idle rank {baseline / 2**20:.0f} MiB, {max_local} local ranks at most)",
             file=sys.stderr,
         )
-    bar = tqdm(todo, unit="point", disable=args.quiet, dynamic_ncols=True)
+    bar = progress(todo, quiet=args.quiet, unit="point", leave=True)
     try:
         for point in bar:
             bar.set_description(point.label)
-            row = run_one(
-                point, by_label[point.dataset], run, predicted[point.key], budget, args, comm
-            )
+            row = run_one(point, by_label[point.dataset], run, baseline, budget, args, comm)
             append_row(args.out, row)
             if not args.quiet:
                 tqdm.write(point_line(point, row))
@@ -163,6 +171,9 @@ def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: Dis
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
         diffusion=args.diffusion,
+        # a shared copy lives in the data cache, which may be one file system for all nodes
+        host_copy="private" if args.host_copy == "auto" else args.host_copy,
+        max_eval_steps=args.max_eval_steps,
     )
     device = "cuda" if n_gpus else "cpu"
     backend = args.backend or ("nccl" if n_gpus else "gloo")
@@ -189,21 +200,15 @@ def run_one(
     point: SweepPoint,
     ds: DatasetSpec,
     run: dict,
-    predicted: int,
+    baseline: int,
     budget: int,
     args: argparse.Namespace,
     comm: CommModel | None,
 ) -> dict:
-    """Run (or skip) one point and return its row."""
-    if predicted > budget:
-        return failed_row(
-            point,
-            ds,
-            run,
-            "skipped",
-            f"predicted peak {predicted / 2**30:.1f} GiB exceeds available {budget / 2**30:.1f} GiB",
-            predicted,
-        )
+    """Guard (probe + prediction), then run or skip one point, and return its row."""
+    guard = guard_point(point, ds, budget, baseline, threads=args.threads_per_rank)
+    if guard.status != "run":
+        return failed_row(point, ds, run, guard.status, guard.error, guard.predicted, guard.probe)
     res = run_point(
         point,
         timeout_s=args.timeout,
@@ -213,9 +218,14 @@ def run_one(
         dask_scheduler=str(args.dask_scheduler_file) if args.dask_scheduler_file else None,
     )
     if res.status != "ok":
-        return failed_row(point, ds, run, res.status, res.error, predicted)
-    return ok_row(point, ds, run, res.reports, predicted=predicted, comm=comm)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return failed_row(point, ds, run, res.status, res.error, guard.predicted, guard.probe)
+    return ok_row(
+        point,
+        ds,
+        run,
+        res.reports,
+        predicted=guard.predicted,
+        comm=comm,
+        probe=guard.probe,
+        node_peak=res.node_peak,
+    )

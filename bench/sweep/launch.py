@@ -19,18 +19,23 @@ from pathlib import Path
 from bench.sweep.plan import SweepPoint
 from bench.sweep.worker import EXIT_OOM
 from pgti_core.dist.group import free_port
+from pgti_core.instruments.memory import HostMemorySampler
 
 GRACE_S = 5.0
+# the node sampler's CPU budget (share of one core): PSS of every process costs ~11 ms a read
+NODE_OVERHEAD = 0.05
 
 
 @dataclass
 class PointResult:
-    """What came back from one point: status, first error line, rank reports, wall time."""
+    """What came back from one point: status, first error line, rank reports, wall time, and
+    the node's peak PSS (this process, its ranks and any Dask workers, sampled together)."""
 
     status: str
     error: str = ""
     reports: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
+    node_peak: int | None = None
 
 
 def _rank_env(point: SweepPoint, local_rank: int, port: int, threads: int) -> dict[str, str]:
@@ -82,6 +87,8 @@ def run_point(
         procs: list[subprocess.Popen] = []
         t0 = time.perf_counter()
         cluster = client = None
+        node = HostMemorySampler(interval_s=interval_s, max_overhead=NODE_OVERHEAD, reset_hwm=False)
+        node.start()
         try:
             if point.strategy == "standard-dask" and dask_scheduler is None:
                 from pgti_core.batching.dask_cluster import start_local_cluster
@@ -120,6 +127,7 @@ def run_point(
             _kill(procs)
             raise
         finally:
+            node_report = node.stop()
             if client is not None:
                 from pgti_core.batching.dask_cluster import shutdown
 
@@ -137,7 +145,9 @@ def run_point(
             )
         if status != "ok" and not error:
             error = _log_tail(work, point.local_ranks)
-        return PointResult(status, error, reports if status == "ok" else [], wall)
+        return PointResult(
+            status, error, reports if status == "ok" else [], wall, node_report.peak.pss
+        )
 
 
 def _wait(procs: list[subprocess.Popen], timeout_s: float, t0: float) -> tuple[str, str]:

@@ -41,14 +41,21 @@ class SweepPoint:
     device: str
     dask_contiguous: bool = False
     diffusion: str = "paper"
+    host_copy: str = "private"
+    max_eval_steps: int | None = None
 
     @property
     def key(self) -> str:
         """Stable identity for resume: the configuration, repeat and mode (not how many ran);
         the default diffusion is left out so rows written before it existed still match."""
         ident = {k: v for k, v in asdict(self).items() if k not in ("local_ranks",)}
-        if ident["diffusion"] == "paper":
-            del ident["diffusion"]
+        for name, default in (
+            ("host_copy", "private"),
+            ("max_eval_steps", None),
+            ("diffusion", "paper"),
+        ):
+            if ident[name] == default:  # defaults: keys of rows written before them stay
+                del ident[name]
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
@@ -69,6 +76,8 @@ class SweepPoint:
             max_steps=self.max_steps,
             dask_contiguous=self.dask_contiguous,
             diffusion=self.diffusion,
+            host_copy=self.host_copy,
+            max_eval_steps=self.max_eval_steps,
         )
 
 
@@ -88,10 +97,17 @@ def plan_points(
     gpus_here: int,
     backend: str | None = None,
     dask_contiguous: bool = False,
+    host_copy: str = "auto",
+    max_eval_steps: int | None = None,
     diffusion: str = "paper",
 ) -> list[SweepPoint]:
-    """The full grid, datasets outermost and repeats innermost, each with its mode decided;
-    ``diffusion`` applies to the models that diffuse (:data:`DIFFUSION_MODELS`)."""
+    """The full grid, datasets outermost and repeats innermost, each with its mode decided.
+
+    ``host_copy`` (``auto``, ``private``, ``shared``) applies to ``index``: ``auto`` shares one
+    normalized copy between the local ranks of a node when there are several, else keeps it
+    private (P = 1 gains nothing from a file); the other strategies are always ``private``.
+    ``diffusion`` applies to the models that diffuse (:data:`DIFFUSION_MODELS`).
+    """
     points = []
     for ds in datasets:
         for model in models:
@@ -126,6 +142,8 @@ def plan_points(
                                 device=dev,
                                 dask_contiguous=dask_contiguous and strategy == "standard-dask",
                                 diffusion=diffusion if model in DIFFUSION_MODELS else "paper",
+                                host_copy=resolve_host_copy(host_copy, strategy, local),
+                                max_eval_steps=max_eval_steps,
                             )
                         )
     return points
@@ -165,6 +183,15 @@ def cluster_bytes(point: SweepPoint, ds: DatasetSpec) -> int:
     return sum(len(s) * spec.length * step for s in split_starts(ds.steps, spec).values())
 
 
+def resolve_host_copy(host_copy: str, strategy: str, local_ranks: int) -> str:
+    """``private`` or ``shared`` for one point (see :func:`plan_points`)."""
+    if strategy != "index":
+        return "private"
+    if host_copy == "auto":
+        return "shared" if local_ranks > 1 else "private"
+    return host_copy
+
+
 def transient_bytes(point: SweepPoint, ds: DatasetSpec) -> int:
     """Extra bytes held briefly while building: standard's normalized copy of the train span."""
     if point.strategy != "standard":
@@ -174,10 +201,32 @@ def transient_bytes(point: SweepPoint, ds: DatasetSpec) -> int:
     return (n_train + spec.length - 1) * ds.nodes * ds.features * FLOAT_BYTES
 
 
-def predict_node_peak(point: SweepPoint, ds: DatasetSpec, rank_baseline: int) -> int:
-    """Predicted peak host bytes of the ranks this host runs for ``point``."""
-    per_rank = [
-        rank_baseline + analytic_bytes(point, ds, r)["host"] + transient_bytes(point, ds)
-        for r in range(point.local_ranks)
-    ]
-    return int(sum(per_rank)) + cluster_bytes(point, ds)
+def predict_node_peak(
+    point: SweepPoint,
+    ds: DatasetSpec,
+    *,
+    runtime: int,
+    model_peak: int | None = None,
+    parent: int = 0,
+) -> int:
+    """Predicted peak host bytes (PSS) of this host's share of ``point``.
+
+    Per rank the peak is the larger of the build (``runtime`` + the strategy's data + its build
+    transients) and training (``model_peak``, the probe's runtime + model + batch, + the data);
+    without a probe, training is taken as the build. A shared host copy counts once per node.
+    The node adds ``parent`` (the process sampling it) and a Dask cluster's windows.
+
+    Args:
+        runtime: an idle rank's PSS (probe or :func:`~bench.sweep.baseline.measure_rank_baseline`).
+        model_peak: the probe's peak PSS of a training step (includes ``runtime``).
+        parent: PSS of the parent that launches and samples the ranks.
+    """
+    total = parent + cluster_bytes(point, ds)
+    for r in range(point.local_ranks):
+        data = analytic_bytes(point, ds, r)["host"]
+        if point.host_copy == "shared" and r > 0:
+            data = 0  # one copy per node, mapped by every local rank
+        build = runtime + data + transient_bytes(point, ds)
+        train = (model_peak if model_peak is not None else runtime) + data
+        total += max(build, train)
+    return int(total)

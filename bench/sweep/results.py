@@ -53,6 +53,7 @@ SCHEMA: dict[str, str] = {
     "epochs": "int",
     "steps_per_rank": "int",
     "oversubscribed": "bool",
+    "host_copy": "str",  # index: private (one copy per rank) or shared (one per node)
     # time (seconds unless named otherwise)
     "prep_s": "float",
     "train_s": "float",
@@ -70,9 +71,14 @@ SCHEMA: dict[str, str] = {
     "host_baseline_pss": "int",
     "host_peak_node": "int",
     "host_resident_model_bytes": "int",
+    "host_runtime_peak": "int",  # model-only probe: an idle rank (imports, process group)
+    "host_model_peak": "int",  # probe: runtime + the model's training memory at this shape
+    "host_data_peak": "int",  # host_peak_pss_max_rank - host_model_peak
+    "host_rank_peaks_sum": "int",  # sum of one host's ranks' peaks (host_peak_node is sampled)
     "device_peak_allocated": "int",
     "device_peak_reserved": "int",
     "device_peak_nvml": "int",
+    "device_model_peak": "int",  # probe: max_memory_allocated of the model's training (CUDA)
     "analytic_host_bytes": "int",
     "analytic_device_bytes": "int",
     "predicted_peak_node": "int",

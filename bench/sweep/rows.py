@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from statistics import mean, stdev
 
+from bench.perf.probe import ProbeResult
 from bench.perf.project import CommModel, project_epoch
 from bench.sweep.plan import SweepPoint, analytic_bytes
 from bench.sweep.results import utc_now
@@ -31,7 +32,7 @@ def _int(value: float | None) -> int | None:
     return None if value is None else round(value)
 
 
-def node_peak(reports: list[dict]) -> int:
+def rank_peaks_sum(reports: list[dict]) -> int:
     """Largest sum over one host of its ranks' peak PSS, plus the Dask workers' memory if any."""
     per_host: dict[str, int] = defaultdict(int)
     for r in reports:
@@ -66,16 +67,34 @@ def identity(point: SweepPoint, run: dict, status: str, error: str = "") -> dict
         "global_batch": point.batch_size * point.world_size,
         "epochs": point.epochs,
         "oversubscribed": point.local_ranks > run["cores"],
+        "host_copy": point.host_copy,
     }
 
 
 def failed_row(
-    point: SweepPoint, ds: DatasetSpec, run: dict, status: str, error: str, predicted: int | None
+    point: SweepPoint,
+    ds: DatasetSpec,
+    run: dict,
+    status: str,
+    error: str,
+    predicted: int | None,
+    probe: ProbeResult | None = None,
 ) -> dict:
     """A row for a point that did not produce measurements (oom, failed, skipped)."""
     row = identity(point, run, status, error)
-    row.update(_shape(ds), predicted_peak_node=predicted, **_analytic(point, ds))
+    row.update(_shape(ds), predicted_peak_node=predicted, **_analytic(point, ds), **_probe(probe))
     return row
+
+
+def _probe(probe: ProbeResult | None) -> dict:
+    """The model probe's columns: runtime, runtime + model (host), model (device)."""
+    if probe is None:
+        return {}
+    return {
+        "host_runtime_peak": probe.host_runtime,
+        "host_model_peak": probe.host_model_peak,
+        "device_model_peak": probe.device_model_peak,
+    }
 
 
 def _shape(ds: DatasetSpec) -> dict:
@@ -95,8 +114,15 @@ def ok_row(
     *,
     predicted: int | None,
     comm: CommModel | None,
+    probe: ProbeResult | None = None,
+    node_peak: int | None = None,
 ) -> dict:
-    """The row of a point whose ranks all reported."""
+    """The row of a point whose ranks all reported.
+
+    ``node_peak`` is the parent's sample of the whole node; without one (cluster mode) the node
+    peak is the sum of the ranks' peaks. With a ``probe``, the per-rank peak is split into
+    runtime, model and data (``host_data_peak`` = peak PSS - the probe's runtime + model).
+    """
     row = identity(point, run, "ok")
     first = reports[0]["summary"]
     row.update(_shape(ds), **_analytic(point, ds), predicted_peak_node=predicted)
@@ -119,7 +145,8 @@ def ok_row(
         host_peak_rss_max_rank=_max(h["peak"]["rss"] for h in host),
         host_peak_uss_max_rank=_max(h["peak"]["uss"] for h in host),
         host_baseline_pss=_max(h["baseline"]["pss"] for h in host),
-        host_peak_node=node_peak(reports),
+        host_peak_node=node_peak if node_peak is not None else rank_peaks_sum(reports),
+        host_rank_peaks_sum=rank_peaks_sum(reports),
         host_resident_model_bytes=_max(
             r["summary"]["strategy"]["resident_host_bytes"] for r in reports
         ),
@@ -127,6 +154,9 @@ def ok_row(
         device_peak_reserved=_max(d["peak"]["reserved"] for d in dev),
         device_peak_nvml=_max(d["peak"]["nvml"] for d in dev),
     )
+    row.update(_probe(probe))
+    if probe is not None and row["host_peak_pss_max_rank"] is not None:
+        row["host_data_peak"] = row["host_peak_pss_max_rank"] - probe.host_model_peak
     strategies = [r["summary"]["strategy"] for r in reports]
     row.update(
         data_bytes_per_step=_int(_max(st.get("data_bytes_per_step") for st in strategies)),

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from pgti_core.data.normalize import Normalizer
+from pgti_core.data.reader import read_steps
 from pgti_core.data.series import Series
 from pgti_core.data.windows import WindowSpec
 
@@ -25,30 +26,46 @@ def load_normalized(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(offset, block)`` normalized float32 copies of ``values[t0:t1]`` in bounded chunks.
 
-    Reading in chunks keeps the transient cost of a memmap-backed series to one chunk, and every
-    strategy normalizes through here, so their buffers agree bit for bit.
+    Chunks are read with :func:`~pgti_core.data.reader.read_steps` (explicit reads of a memmap's
+    file, no pages left mapped), so the transient cost is one chunk, and every strategy
+    normalizes through here or :func:`read_normalized`, so their buffers agree bit for bit.
     """
-    step_bytes = max(1, int(np.prod(values.shape[1:])) * 4)
-    chunk = max(1, _CHUNK_BYTES // step_bytes)
+    chunk = _chunk_steps(values)
     for a in range(t0, t1, chunk):
         b = min(a + chunk, t1)
-        raw = values[a:b]
-        block = raw.numpy().copy() if isinstance(raw, torch.Tensor) else np.array(raw, np.float32)
-        if not np.isfinite(block).all():
-            raise ValueError(
-                f"values: NaN or inf found in steps [{a}, {b}); encode missing readings as 0"
-            )
-        yield a - t0, normalizer.apply_(block)
+        yield a - t0, _normalized(read_steps(values, a, b), a, b, normalizer)
 
 
 def read_normalized(
-    values: np.ndarray | torch.Tensor, t0: int, t1: int, normalizer: Normalizer
+    values: np.ndarray | torch.Tensor,
+    t0: int,
+    t1: int,
+    normalizer: Normalizer,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One normalized float32 host copy of ``values[t0:t1]``."""
-    out = np.empty((t1 - t0, *values.shape[1:]), dtype=np.float32)
-    for off, block in load_normalized(values, t0, t1, normalizer):
-        out[off : off + len(block)] = block
+    """One normalized float32 host copy of ``values[t0:t1]``, read chunk by chunk into ``out``.
+
+    Each chunk is read straight into its place in the result and normalized there: no extra
+    copy, no mapped file pages.
+    """
+    out = np.empty((t1 - t0, *values.shape[1:]), dtype=np.float32) if out is None else out
+    chunk = _chunk_steps(values)
+    for a in range(t0, t1, chunk):
+        b = min(a + chunk, t1)
+        _normalized(read_steps(values, a, b, out[a - t0 : b - t0]), a, b, normalizer)
     return out
+
+
+def _chunk_steps(values: np.ndarray | torch.Tensor) -> int:
+    return max(1, _CHUNK_BYTES // max(1, int(np.prod(values.shape[1:])) * 4))
+
+
+def _normalized(block: np.ndarray, a: int, b: int, normalizer: Normalizer) -> np.ndarray:
+    if not np.isfinite(block).all():
+        raise ValueError(
+            f"values: NaN or inf found in steps [{a}, {b}); encode missing readings as 0"
+        )
+    return normalizer.apply_(block)
 
 
 class Strategy(ABC):

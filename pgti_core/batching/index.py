@@ -11,6 +11,7 @@ import torch
 
 from pgti_core.batching.base import Batch, Strategy, load_normalized, read_normalized
 from pgti_core.batching.gather import WindowGather, split_window
+from pgti_core.batching.host_copy import check_host_copy, shared_normalized
 
 
 class IndexStrategy(Strategy):
@@ -19,14 +20,20 @@ class IndexStrategy(Strategy):
     Args:
         pin_memory: copy each gathered batch into pinned host memory so the host-to-device
             copy is asynchronous (only meaningful with a CUDA device; default False).
+        host_copy: ``"private"`` (default) reads the span into this rank's own buffer;
+            ``"shared"`` maps one normalized file per node that every local rank shares
+            (:mod:`~pgti_core.batching.host_copy`).
         See :class:`~pgti_core.batching.base.Strategy` for the rest.
     """
 
     name = "index"
 
-    def __init__(self, *args, pin_memory: bool = False, **kwargs) -> None:
+    def __init__(
+        self, *args, pin_memory: bool = False, host_copy: str = "private", **kwargs
+    ) -> None:
         self.pin_memory = pin_memory
         self._gather: WindowGather | None = None
+        self.host_copy = check_host_copy(host_copy)
         super().__init__(*args, **kwargs)
 
     def _span(self) -> tuple[int, int]:
@@ -35,10 +42,17 @@ class IndexStrategy(Strategy):
     def _build(self) -> None:
         t0, t1 = self._span()
         self._t0 = t0
-        self._buf = torch.from_numpy(read_normalized(self.series.values, t0, t1, self.normalizer))
+        if self.host_copy == "shared":
+            host = shared_normalized(self.series, t0, t1, self.normalizer)
+        else:
+            host = read_normalized(self.series.values, t0, t1, self.normalizer)
+        self._buf = torch.from_numpy(host)
 
     def _buffers(self) -> list[torch.Tensor]:
         return [self._buf]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "host_copy": self.host_copy}
 
     def _rows(self, starts: np.ndarray) -> torch.Tensor:
         rows = torch.from_numpy(np.asarray(starts, dtype=np.int64) - self._t0)

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.lib.format import dtype_to_descr, write_array_header_1_0
 
 from pgti_core.data.series import Series
+from pgti_core.progress import progress
 
 try:
     import fcntl
@@ -72,11 +73,14 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 16 MB blocks."""
+    """Hex sha256 of a file, read in 16 MB blocks (with a progress bar: large series take minutes)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    size = os.path.getsize(path)
+    with open(path, "rb") as f, progress(total=size, unit="B", unit_scale=True,
+                                         desc=f"sha256 {Path(path).parent.name}") as bar:  # fmt: skip
         while block := f.read(_HASH_BLOCK):
             digest.update(block)
+            bar.update(len(block))
     return digest.hexdigest()
 
 
@@ -187,8 +191,9 @@ class ValuesWriter:
         shape: ``(T, N, F)``; the dtype is float32.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, int, int]) -> None:
+    def __init__(self, path: Path, shape: tuple[int, int, int], desc: str = "") -> None:
         self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(np.float32)
+        self._bar = progress(total=self.shape[0], unit="step", desc=desc or path.parent.name)
         self._file = open(path, "wb")  # closed on leaving the with block
         self._hash = hashlib.sha256()
         self._next = 0
@@ -211,6 +216,7 @@ class ValuesWriter:
             raise ValueError(f"values: writing past step {self.shape[0]}")
         self._write(block)
         self._next += len(block)
+        self._bar.update(len(block))
 
     def _write(self, data) -> None:
         self._file.write(data)
@@ -221,6 +227,7 @@ class ValuesWriter:
 
     def __exit__(self, *exc) -> None:
         self._file.close()
+        self._bar.close()
 
     def sha256(self) -> str:
         """Hex sha256 of the whole file; raises if the build did not write every step."""
@@ -232,7 +239,7 @@ class ValuesWriter:
 def _write_entry(
     tmp: Path, key: str, shape: tuple[int, int, int], build: Callable[[ValuesWriter], Built]
 ) -> None:
-    with ValuesWriter(tmp / "values.npy", shape) as values:
+    with ValuesWriter(tmp / "values.npy", shape, desc=f"building {key}") as values:
         built = build(values)
     checksum = values.sha256()
     np.savez(

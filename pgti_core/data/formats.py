@@ -5,7 +5,8 @@
   ``adj_mx_bay.pkl`` (pickled ``(sensor_ids, sensor_id_to_ind, adj_mx)``, Python 2, latin1).
 - PGT-I (Ockerman et al., SC'25) PeMS: ``pems_cali_speed.h5`` + ``pems_cali_adj_mat.pkl`` (a
   pickled dense adjacency or the DCRNN triple).
-- LargeST (Liu et al., NeurIPS 2023): ``<name>.h5`` (DataFrame, key ``t``) + ``adj.npy`` dense.
+- LargeST (Liu et al., NeurIPS 2023): ``<name>.h5`` (DataFrame, key ``t``) + ``ca_rn_adj.npy`` dense
+  (``adj.npy`` accepted).
 
 Features are speed and time of day as a fraction of the day, as DCRNN's
 ``generate_training_data.py`` builds them (``add_time_in_day=True``, no day of week). NaN readings
@@ -123,10 +124,18 @@ def open_pems(directory: str | os.PathLike) -> FileSource:
     return _source("pems", table, adj, *_read_pickle(adj))
 
 
+def largest_adj(table: Path) -> Path:
+    """LargeST's adjacency beside ``table``: ``<area>_rn_adj.npy`` as the release names it
+    (``ca_his_2019.h5`` -> ``ca_rn_adj.npy``), else ``adj.npy``; the first when neither exists."""
+    named = table.parent / f"{table.stem.split('_')[0]}_rn_adj.npy"
+    plain = table.parent / "adj.npy"
+    return plain if plain.is_file() and not named.is_file() else named
+
+
 def open_largest(table: str | os.PathLike, adj: str | os.PathLike | None = None) -> FileSource:
-    """LargeST: a ``.h5`` table and a dense ``[N, N]`` ``.npy`` (default ``adj.npy`` beside it)."""
+    """LargeST: a ``.h5`` table and a dense ``[N, N]`` ``.npy`` (default :func:`largest_adj`)."""
     table = _expect(table, "the LargeST speed table (<name>.h5)")
-    adj = _expect(adj if adj is not None else table.parent / "adj.npy", "the LargeST adj.npy")
+    adj = _expect(adj if adj is not None else largest_adj(table), "the LargeST adjacency (.npy)")
     try:
         matrix = np.load(adj, allow_pickle=False)
     except (OSError, ValueError) as exc:

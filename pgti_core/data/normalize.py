@@ -3,15 +3,24 @@
 DCRNN scales with the mean/std of ``x_train[..., 0]``, i.e. of every training input window. A step
 t appears in as many of those windows as there are training starts s with s <= t < s + lags, so the
 same mean/std are a weighted mean/std over the steps, which a streaming pass computes exactly.
+The pass reads the series with explicit reads (no file pages left mapped), and its result is
+cached beside a cached dataset per window geometry and split (:func:`cached_train_window_stats`),
+so a dataset is scanned once, not once per rank and run.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from pgti_core.data.reader import read_steps
+from pgti_core.data.series import Series
 from pgti_core.data.windows import WindowSpec
 
 _CHUNK_BYTES = 8 << 20  # bounded transient memory per pass
@@ -67,9 +76,7 @@ def train_window_stats(
     total = s1 = s2 = 0.0
     for t0 in range(int(np.min(train_starts)), last, chunk):
         t1 = min(t0 + chunk, last)
-        block = values[t0:t1, :, channel]
-        block = block.numpy() if isinstance(block, torch.Tensor) else np.asarray(block)
-        block = block.astype(np.float64)
+        block = read_steps(values, t0, t1)[:, :, channel].astype(np.float64)
         w = weights[t0:t1].astype(np.float64)
         s1 += float(w @ block.sum(axis=1))
         s2 += float(w @ (block * block).sum(axis=1))
@@ -78,3 +85,41 @@ def train_window_stats(
     var = max(s2 / total - mean * mean, 0.0)
     std = float(np.sqrt(var)) if var > 0 else 1.0
     return Normalizer(mean=float(mean), std=std, channel=channel)
+
+
+STATS_DIR = "stats"
+
+
+def cached_train_window_stats(
+    series: Series, spec: WindowSpec, train_starts: np.ndarray, channel: int = 0
+) -> Normalizer:
+    """:func:`train_window_stats`, read from (or written once to) the dataset's cache entry.
+
+    The file ``<entry>/stats/<key>.json`` is keyed by the values' sha256, the window geometry,
+    the training split and the channel; it is written atomically (temp file, then rename), so
+    concurrent ranks either read a whole file or compute the same numbers. A series that is not
+    a cache entry (no ``cache_path`` in its meta) is computed every time.
+    """
+    entry, sha = series.meta.get("cache_path"), series.meta.get("sha256")
+    starts = np.asarray(train_starts, dtype=np.int64)
+    if not entry or not sha or len(starts) == 0:
+        return train_window_stats(series.values, spec, starts, channel)
+    key = (
+        f"train-l{spec.lags}-h{spec.horizon}-s{int(starts[0])}-{int(starts[-1])}-n{len(starts)}"
+        f"-c{channel}-{sha[:16]}"
+    )
+    path = Path(entry) / STATS_DIR / f"{key}.json"
+    try:
+        return Normalizer(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass  # missing or unreadable: compute and (re)write
+    norm = train_window_stats(series.values, spec, starts, channel)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(norm.as_dict(), f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: the statistics are still right, only not kept
+    return norm

@@ -43,8 +43,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+BUILT_SHA = Path(__file__).resolve().parents[1] / "GIT_SHA"
+"""Commit a wheel was built from, written by the build (``setup.py``); absent in a checkout."""
+
+
 def git_sha(path: str | Path | None = None) -> str | None:
-    """Commit of the git checkout holding ``path`` (default: this package), ``None`` outside one."""
+    """Commit this code came from: for the package (``path=None``), the one recorded when its wheel
+    was built, else that of the git checkout holding it; for ``path``, that checkout's. ``None``
+    when neither is known.
+
+    The recorded commit comes first: a wheel installed into a virtualenv that sits inside some
+    other checkout (asv's environments do) would otherwise report that checkout's HEAD.
+    """
+    if path is None and BUILT_SHA.is_file():
+        return BUILT_SHA.read_text().strip() or None
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(

@@ -11,11 +11,13 @@ import os
 import sys
 from pathlib import Path
 
+from pgti_core.batching.host_copy import HOST_COPIES
 from pgti_core.batching.registry import STRATEGIES
 from pgti_core.dist.env import detect_env, device_for, resolve_backend
 from pgti_core.dist.group import distributed
 from pgti_core.models.diffusion import DIFFUSIONS
 from pgti_core.models.registry import MODELS
+from pgti_core.progress import set_quiet
 from pgti_core.train.loop import EpochRecord
 from pgti_core.train.run import RunConfig, World, run
 
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pin-memory", action="store_true", help="pinned host buffers (index on CUDA)")
     p.add_argument(
+        "--host-copy",
+        choices=HOST_COPIES,
+        default="private",
+        help="index: one copy per rank, or one normalized file per node shared by local ranks",
+    )
+    p.add_argument(
         "--metrics-out", type=Path, default=None, help="rank 0 writes the run's metrics JSON here"
     )
     p.add_argument("--quiet", action="store_true")
@@ -60,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.quiet:
+        set_quiet()  # no dataset-build bars either
     config = RunConfig(
         dataset=args.dataset,
         strategy=args.strategy,
@@ -73,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.max_steps,
         pin_memory=args.pin_memory,
         diffusion=args.diffusion,
+        host_copy=args.host_copy,
     )
     try:
         config.validate()

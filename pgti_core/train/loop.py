@@ -63,12 +63,14 @@ def evaluate(
     strategy: Strategy,
     normalizer: Normalizer,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_steps: int | None = None,
 ) -> dict[str, float]:
-    """Masked MAE/RMSE/MAPE of ``model`` over the strategy's split, summed across ranks."""
+    """Masked MAE/RMSE/MAPE of ``model`` over the strategy's split (its first ``max_steps``
+    batches if given), summed across ranks."""
     sums = MetricSums()
     model.eval()
     with torch.no_grad():
-        for starts in strategy.plan():
+        for starts in strategy.plan()[:max_steps]:
             x, y = strategy.batch(starts)
             pred = normalizer.inverse(model(x)[..., 0])
             sums.update(pred, normalizer.inverse(y[..., 0]))
@@ -88,6 +90,7 @@ def fit(
     test: Strategy | None = None,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     max_steps: int | None = None,
+    max_eval_steps: int | None = None,
     phase: PhaseHook | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
@@ -101,6 +104,8 @@ def fit(
         lr: Adam learning rate (default 1e-3, the paper's).
         reduce: sums a tensor across ranks (``None`` at world size 1).
         max_steps: cap on training steps per epoch (benchmarks; default: the whole epoch).
+        max_eval_steps: cap on validation and test batches (benchmarks of large series;
+            default: the whole split).
         phase: context-manager factory marking ``"train"``/``"val"`` phases for instruments.
         on_epoch: called after each epoch (progress display).
     """
@@ -134,7 +139,7 @@ def fit(
             rec.wall_s = times.end_epoch()
         t_val = time.perf_counter()
         with phase("val"):
-            rec.val = evaluate(model, val, normalizer, reduce)
+            rec.val = evaluate(model, val, normalizer, reduce, max_eval_steps)
         rec.val_s = time.perf_counter() - t_val
         if rec.val["mae"] < best["mae"]:
             best = dict(rec.val, epoch=epoch)
@@ -147,5 +152,5 @@ def fit(
     if test is not None:
         model.load_state_dict(best_state)
         with phase("test"):
-            test_metrics = evaluate(model, test, normalizer, reduce)
+            test_metrics = evaluate(model, test, normalizer, reduce, max_eval_steps)
     return TrainResult(records, best, test_metrics, train_s, times)

@@ -7,6 +7,7 @@ is benchmarked is exactly what users train with.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass
@@ -15,9 +16,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from pgti_core.batching import WindowSpec, build_strategy, split_starts
+from pgti_core.batching.host_copy import check_host_copy
 from pgti_core.batching.registry import strategy_class
 from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
-from pgti_core.data.normalize import Normalizer, train_window_stats
+from pgti_core.data.normalize import Normalizer, cached_train_window_stats
 from pgti_core.dist.group import all_reduce_sum, broadcast_object, is_main
 from pgti_core.models.registry import build_model, check_model
 from pgti_core.train.loop import EpochRecord, PhaseHook, TrainResult, fit
@@ -37,12 +39,15 @@ class RunConfig:
         seed: seeds the model init, shuffles and synthetic data (default 0).
         lags, horizon: window geometry (default: the profile's).
         max_steps: cap on training steps per epoch (default: whole epoch).
+        max_eval_steps: cap on validation and test batches (default: the whole split).
         pin_memory: pinned host buffers for ``index`` on CUDA (default False).
         dask_scheduler: ``standard-dask``: scheduler address or scheduler file to join (default:
             the strategy starts its own local cluster).
         dask_contiguous: ``standard-dask``: contiguous blocks per rank, only the batch order
             shuffled (the artifact's batch-level shuffle; default False).
         diffusion: ``paper`` (default) or ``pgt`` (PGT 0.56's operator) for the diffusion models.
+        host_copy: ``index``: ``private`` (default, one copy per rank) or ``shared`` (one
+            normalized file per node mapped by every local rank).
     """
 
     dataset: str = "metr-la"
@@ -55,10 +60,12 @@ class RunConfig:
     lags: int | None = None
     horizon: int | None = None
     max_steps: int | None = None
+    max_eval_steps: int | None = None
     pin_memory: bool = False
     dask_scheduler: str | None = None
     dask_contiguous: bool = False
     diffusion: str = "paper"
+    host_copy: str = "private"
 
     def validate(self) -> DatasetSpec:
         """Check every field; return the parsed dataset spec. Raises ``ValueError`` naming the field."""
@@ -72,6 +79,11 @@ class RunConfig:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: must be >= 1, got {self.max_steps}")
+        if self.max_eval_steps is not None and self.max_eval_steps < 1:
+            raise ValueError(f"max_eval_steps: must be >= 1, got {self.max_eval_steps}")
+        check_host_copy(self.host_copy)
+        if self.host_copy == "shared" and self.strategy != "index":
+            raise ValueError(f"host_copy: 'shared' applies to index, not {self.strategy}")
         return parse_dataset_spec(self.dataset)
 
 
@@ -160,7 +172,7 @@ def run(
                     "needs horizon <= lags"
                 )
             splits = split_starts(series.num_steps, spec)
-            normalizer = _shared_stats(series.values, spec, splits["train"], world)
+            normalizer = _shared_stats(series, spec, splits["train"], world)
             batch = config.batch_size or dspec.batch_size
             extra, release = _strategy_extras(config)
             cleanup.callback(release)
@@ -194,8 +206,15 @@ def run(
             ).to(world.device)
             if world.ddp:
                 ids = [world.device.index] if world.device.type == "cuda" else None
-                # the graph buffers never change: no need to re-broadcast them every forward
-                model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+                # The graph buffers are built identically on every rank and never change: no
+                # broadcast at init or per forward. torch 2.13 deprecates broadcast_buffers in favour
+                # of forward_sync_buffers, which still broadcasts at init, and itself advises
+                # keeping broadcast_buffers=False for that case: silence its FutureWarning here.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings(
+                        "ignore", "`broadcast_buffers` is deprecated", FutureWarning
+                    )
+                    model = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
         prep_s = time.perf_counter() - t0
         train, evals = strategies["train"], {k: strategies[k] for k in ("val", "test")}
         result = fit(
@@ -208,6 +227,7 @@ def run(
             test=evals["test"],
             reduce=world.reduce,
             max_steps=config.max_steps,
+            max_eval_steps=config.max_eval_steps,
             phase=phase,
             on_epoch=on_epoch,
         )
@@ -241,7 +261,7 @@ def _strategy_extras(config: RunConfig) -> tuple[dict, Callable[[], None]]:
     and test strategies share.
     """
     if config.strategy == "index":
-        return {"pin_memory": config.pin_memory}, lambda: None
+        return {"pin_memory": config.pin_memory, "host_copy": config.host_copy}, lambda: None
     if config.strategy != "standard-dask":
         return {}, lambda: None
     from pgti_core.batching.dask_cluster import connect, shutdown, start_local_cluster
@@ -254,8 +274,10 @@ def _strategy_extras(config: RunConfig) -> tuple[dict, Callable[[], None]]:
     return extra, lambda: shutdown(client, cluster)
 
 
-def _shared_stats(values, spec: WindowSpec, train_starts, world: World) -> Normalizer:
-    """Rank 0 computes the training-window statistics and broadcasts them (one pass, not P)."""
+def _shared_stats(series, spec: WindowSpec, train_starts, world: World) -> Normalizer:
+    """Rank 0 reads (or computes once and caches) the training-window statistics and broadcasts
+    them: one pass per dataset and split, not one per rank and run."""
     if not world.ddp:
-        return train_window_stats(values, spec, train_starts)
-    return broadcast_object(train_window_stats(values, spec, train_starts) if is_main() else None)
+        return cached_train_window_stats(series, spec, train_starts)
+    stats = cached_train_window_stats(series, spec, train_starts) if is_main() else None
+    return broadcast_object(stats)

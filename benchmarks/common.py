@@ -1,9 +1,11 @@
 """Shared fixtures of the asv suite: random series with a paper dataset's shape, strategies and
-models on them, one training step, and a best-of rate for the ratio benchmarks (asv times the
-``time_`` ones itself)."""
+models on them, one training step, and the median-of-ratios that the ``track_`` ratio benchmarks
+return (asv times the ``time_`` ones itself and tests their samples; a ``track_`` value is one
+number per run, so it must already be stable: see :func:`median_ratio`)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -143,11 +145,17 @@ def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.2) 
     return best
 
 
-def time_ratio(num: Callable[[], object], den: Callable[[], object], rounds: int = 7) -> float:
-    """Best time per call of ``num`` over that of ``den`` (the speedup of ``den``), their rounds
-    interleaved so a change of the host's load hits both (back-to-back best-ofs drift)."""
-    best = [float("inf"), float("inf")]
-    for _ in range(rounds):
-        for i, fn in enumerate((num, den)):
-            best[i] = min(best[i], best_time(fn, repeat=1, min_time=0.05))
-    return best[0] / best[1]
+RATIO_SAMPLES = 7
+"""Interleaved pairs behind each ``track_`` ratio: their median moves by a few % between identical
+commits on a loaded host, where one best-of pair moved by 16-58%."""
+
+
+def median_ratio(
+    num: Callable[[], float], den: Callable[[], float], samples: int = RATIO_SAMPLES
+) -> float:
+    """Median of ``num() / den()`` over ``samples`` pairs measured back to back.
+
+    Measuring the two sides in alternation puts both under the same momentary load, and the
+    median of the per-pair ratios ignores the pairs that a burst of foreign work hit.
+    """
+    return statistics.median(num() / den() for _ in range(samples))

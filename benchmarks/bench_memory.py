@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from pgti_core.instruments.memory import HostMemorySampler
 
@@ -17,10 +18,12 @@ STEPS, NODES = 34272, 207
 """METR-LA's shape (57 MB raw float32; standard batching holds ~1.4 GB)."""
 
 _CHILD = (
-    "import json, sys, torch; torch.set_num_threads(1); "
-    "from bench.asv.bench_memory import measure_peak; "
+    "import json, sys, torch; torch.set_num_threads(1); sys.path.insert(0, sys.argv[4]); "
+    f"from {__name__} import measure_peak; "
     "print(json.dumps(measure_peak(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))"
 )
+"""The child imports this module under the name asv (or the tests) imported it, from this tree."""
+_SUITE_PARENT = str(Path(__file__).resolve().parents[1])
 
 
 def measure_peak(strategy: str, steps: int = STEPS, nodes: int = NODES) -> dict:
@@ -53,7 +56,7 @@ def measure_in_child(strategy: str, steps: int = STEPS, nodes: int = NODES) -> d
     """:func:`measure_peak` in a fresh interpreter (clean peaks); raises if the child fails."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, strategy, str(steps), str(nodes)],
+        [sys.executable, "-c", _CHILD, strategy, str(steps), str(nodes), _SUITE_PARENT],
         capture_output=True,
         text=True,
         env=env,
