@@ -151,7 +151,7 @@ def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count(": done in") == 4
     md = (out / "table3.md").read_text()
-    assert f"| METR-LA ({m}) | a3tgcn | index |" in md  # the artifact's METR-LA model
+    assert f"METR-LA-shaped ({m}, 207 nodes × 12000 steps) | a3tgcn | index |" in md  # artifact row
     assert "| metr-la |" not in md  # rows of other runs are left out
 
 
