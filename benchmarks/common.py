@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from bench.peers.pgt_reference import BatchedDCRNNReference
+from bench.peers.tgcn_reference import TGCNReference
 from pgti_core.batching import Strategy, WindowSpec, build_strategy, split_starts
 from pgti_core.data.normalize import Normalizer, train_window_stats
 from pgti_core.data.series import Series
@@ -24,6 +25,8 @@ SPEC = WindowSpec(12, 12)
 BATCH = 64
 PGT_REFERENCE = "pgt-batched-dcrnn"
 """Name of PGT's ``BatchedDCRNN(2, 2, K=3)`` baseline next to the registry's model names."""
+TGCN_REFERENCE = "pgt-style-tgcn"
+"""Name of the PGT-style T-GCN (edge index replicated per sample) next to the model names."""
 
 
 def random_series(
@@ -79,8 +82,17 @@ def batch_source(strategy: Strategy) -> Callable[[], tuple[torch.Tensor, torch.T
 
 
 def model_for(name: str, series: Series) -> torch.nn.Module:
-    """A registry model, or PGT's batched DCRNN for :data:`PGT_REFERENCE`, on ``series``' graph."""
+    """A registry model, or a peer (:data:`PGT_REFERENCE`, :data:`TGCN_REFERENCE`), on ``series``'
+    graph."""
     torch.manual_seed(0)
+    if name == TGCN_REFERENCE:
+        return TGCNReference(
+            series.num_nodes,
+            series.num_features,
+            series.edge_index,
+            series.edge_weight,
+            SPEC.horizon,
+        )
     if name == PGT_REFERENCE:
         return BatchedDCRNNReference(
             series.num_nodes,

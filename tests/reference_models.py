@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pgti_core.models import DCRNN, TGCN, DCGRUCell, DCRNNPaper, DiffusionConv
+from pgti_core.models import A3TGCN, DCRNN, TGCN, DCGRUCell, DCRNNPaper, DiffusionConv
 
 
 def dense_adjacency(edge_index, edge_weight, num_nodes: int, dtype=torch.float64) -> Tensor:
@@ -97,11 +97,12 @@ def dcrnn(model: DCRNN, x: Tensor, supports: list[Tensor]) -> Tensor:
     return torch.stack(preds)
 
 
-def tgcn(model: TGCN, x: Tensor, a_hat: Tensor) -> Tensor:
-    """``x[lags, N, F]`` -> ``[horizon, N, 1]``: GCN-GRU over the steps, linear head."""
+def tgcn_states(model: TGCN | A3TGCN, x: Tensor, a_hat: Tensor) -> list[Tensor]:
+    """The GCN-GRU states ``[N, H]`` after each step of one sample ``x[lags, N, F]``."""
     cell, lin = model.cell, torch.nn.functional.linear
     hs = cell.hidden_size
     h = torch.zeros(x.size(1), hs, dtype=x.dtype)
+    states = []
     for t in range(x.size(0)):
         gates = torch.sigmoid(
             lin(a_hat @ torch.cat([x[t], h], -1), cell.gates.weight, cell.gates.bias)
@@ -110,15 +111,31 @@ def tgcn(model: TGCN, x: Tensor, a_hat: Tensor) -> Tensor:
         xc = a_hat @ torch.cat([x[t], r * h], -1)
         c = torch.tanh(lin(xc, cell.candidate.weight, cell.candidate.bias))
         h = u * h + (1 - u) * c
-    return lin(h, model.head.weight, model.head.bias).t().unsqueeze(-1)
+        states.append(h)
+    return states
+
+
+def tgcn(model: TGCN, x: Tensor, a_hat: Tensor) -> Tensor:
+    """``x[lags, N, F]`` -> ``[horizon, N, 1]``: GCN-GRU over the steps, linear head."""
+    h = tgcn_states(model, x, a_hat)[-1]
+    return torch.nn.functional.linear(h, model.head.weight, model.head.bias).t().unsqueeze(-1)
+
+
+def a3tgcn(model: A3TGCN, x: Tensor, a_hat: Tensor) -> Tensor:
+    """``x[lags, N, F]`` -> ``[horizon, N, 1]``: softmax-attention sum of the states, ReLU, head."""
+    probs = torch.softmax(model.attention.to(x.dtype), 0)
+    context = sum(p * h for p, h in zip(probs, tgcn_states(model, x, a_hat), strict=True))
+    out = torch.nn.functional.linear(torch.relu(context), model.head.weight, model.head.bias)
+    return out.t().unsqueeze(-1)
 
 
 def per_sample(model: torch.nn.Module, x: Tensor, edge_index, edge_weight) -> Tensor:
     """Run the matching reference on each sample of ``x[B, lags, N, F]`` and stack the outputs."""
     n = x.size(2)
-    if isinstance(model, TGCN):
+    if isinstance(model, TGCN | A3TGCN):
         a_hat = dense_gcn(edge_index, edge_weight, n).to(x.dtype)
-        return torch.stack([tgcn(model, xs, a_hat) for xs in x])
+        fn = tgcn if isinstance(model, TGCN) else a3tgcn
+        return torch.stack([fn(model, xs, a_hat) for xs in x])
     supports = [s.to(x.dtype) for s in dense_supports(edge_index, edge_weight, n)]
     fn = dcrnn_paper if isinstance(model, DCRNNPaper) else dcrnn
     return torch.stack([fn(model, xs, supports) for xs in x])

@@ -20,9 +20,11 @@ from bench.peers.pgt_reference import (  # noqa: E402
     per_sample_loader,
     replicate_edges,
 )
+from bench.peers.tgcn_reference import TGCNReference  # noqa: E402
 from benchmarks.bench_memory import measure_in_child  # noqa: E402
 from benchmarks.common import random_series, split_of, strategy_on  # noqa: E402
 from pgti_core.batching import WindowSpec, split_starts  # noqa: E402
+from pgti_core.models import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,27 +70,20 @@ def test_replicate_edges_offsets_each_copy():
     assert replicate_edges(ei, 3, 2).tolist() == [[0, 1, 3, 4], [1, 2, 4, 5]]
 
 
-def test_pgt_diffusion_matches_dense_random_walks():
+def test_tgcn_reference_equals_tgcn_with_the_same_weights():
+    """The PGT-style T-GCN computes our TGCN's function, so the asv ratio compares batching only."""
+    series = random_series(50, 9)
     torch.manual_seed(0)
-    n = 6
-    ei = torch.tensor([[0, 0, 1, 2, 3, 4, 5], [1, 2, 2, 3, 4, 5, 0]])
-    ew = torch.rand(ei.size(1)) + 0.5
-    model = BatchedDCRNNReference(n, ei, ew, 1, 1, K=3)
-    conv = model.conv_z
-    x = torch.randn(n, 2)
-    a = torch.zeros(n, n).index_put_((ei[0], ei[1]), ew)
-    fwd = a / a.sum(1, keepdim=True)
-    rev = a.t() / a.t().sum(1, keepdim=True)
-    want = conv.bias.clone() + x @ (conv.weight[0, 0] + conv.weight[1, 0])
-    for d, s in enumerate((fwd, rev)):
-        t1 = s @ x
-        t2 = 2 * s @ t1 - x
-        want = want + t1 @ conv.weight[d, 1] + t2 @ conv.weight[d, 2]
-    assert torch.allclose(conv(x, ei, ew), want, atol=1e-5)
+    ours = build_model("tgcn", num_nodes=9, num_features=2, edge_index=series.edge_index,
+                       edge_weight=series.edge_weight, lags=6, horizon=4, hidden_size=8)  # fmt: skip
+    ref = TGCNReference(9, 2, series.edge_index, series.edge_weight, 4, 8).load_from(ours)
+    x = torch.randn(3, 6, 9, 2)
+    torch.testing.assert_close(ref(x), ours(x), atol=1e-5, rtol=1e-5)
 
 
 def test_batched_reference_equals_per_sample():
-    """PGT-I's batched DCRNN once convolved only the first sample of a batch: ours must not."""
+    """PGT-I's batched DCRNN once convolved only the first sample of a batch: ours must not.
+    (Its operator equals PGT 0.56's formula: tests/test_pgt_diffusion.py.)"""
     series = random_series(50, 9)
     model = BatchedDCRNNReference(9, series.edge_index, series.edge_weight, horizon=4)
     x = torch.randn(3, 6, 9, 2)

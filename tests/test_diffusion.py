@@ -69,9 +69,9 @@ def test_diffusion_terms_follow_chebyshev_recursion(graph, threshold):
     ei, ew = graph
     ops = diffusion_operators(ei, ew, N, threshold).double()
     assert all(op.is_dense == (threshold == 0.0) for op in ops)
-    x = torch.randn(N, 3, 4, dtype=torch.float64)  # [N, C, B]
+    x = torch.randn(N, 3, 4, dtype=torch.float64)  # [N, B, C]
     terms = diffusion_terms(x, ops, k=3)
-    assert terms.shape == (N, 1 + 2 * 3, 3, 4)
+    assert terms.shape == (N, 3, 1 + 2 * 3, 4)
     for s, sup in enumerate(dense_supports(ei, ew, N)):
         flat = x.reshape(N, -1)
         t1 = sup @ flat
@@ -79,9 +79,9 @@ def test_diffusion_terms_follow_chebyshev_recursion(graph, threshold):
         t3 = 2 * sup @ t2 - t1
         for j, expected in enumerate([t1, t2, t3]):
             torch.testing.assert_close(
-                terms[:, 1 + 3 * s + j].reshape(N, -1), expected, atol=1e-6, rtol=0
+                terms[:, :, 1 + 3 * s + j].reshape(N, -1), expected, atol=1e-6, rtol=0
             )
-    torch.testing.assert_close(terms[:, 0], x)
+    torch.testing.assert_close(terms[:, :, 0], x)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.1], ids=["dense", "csr"])

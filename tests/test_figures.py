@@ -76,7 +76,7 @@ def test_table3_means_and_cut_and_left_out_rows(tmp_path):
     paths = tables.table3(df, tmp_path / "out", {CHICKENPOX: "Chickenpox"})
     _nonempty(paths)
     md = (tmp_path / "out" / "table3.md").read_text()
-    assert "| Chickenpox | index | 3 | 11 ± 1 |" in md  # failed repeat excluded from the mean
+    assert "| Chickenpox | dcrnn-paper | index | 3 | 11 ± 1 |" in md  # failed repeat excluded
     assert "index cuts the peak by 55.6%" in md  # 1 - 400/900
     assert "status=failed: boom" in md
 
@@ -132,6 +132,8 @@ def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
             path.write_text(json.dumps(_summary(d, s, [2.0, 1.5])))
     t3 = [SMALL.table3[k] for k in paper.QUALITY]
     rows3 = [_row(d, s, epochs=SMALL.table3_epochs) for d in t3 for s in ("standard", "index")]
+    m = SMALL.table3_metr_la
+    rows3 += [_row(m, s, epochs=SMALL.table3_epochs, model="a3tgcn") for s in ("standard", "index")]
     _csv(data / "table3.csv", [*rows3, _row("metr-la", "index", point_key="other-run")])
     e4, e7 = SMALL.table4_epochs, SMALL.figure7_epochs
     _csv(data / "table4.csv", [_row(SMALL.pems, s, epochs=e4) for s in ("index", "gpu-index")])
@@ -148,7 +150,9 @@ def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     err = capsys.readouterr().err
     assert err.count(": done in") == 4
-    assert "metr-la" not in (out / "table3.md").read_text()  # rows of other runs are left out
+    md = (out / "table3.md").read_text()
+    assert f"METR-LA-shaped ({m}, 207 nodes × 12000 steps) | a3tgcn | index |" in md  # artifact row
+    assert "| metr-la |" not in md  # rows of other runs are left out
 
 
 def test_cli_no_run_without_data_fails_per_stage(tmp_path, capsys):

@@ -10,8 +10,13 @@ from reference_models import per_sample
 from pgti_core.models import MODELS, DCRNNPaper, GraphOperator, build_model, gcn_matrix
 
 N, F, LAGS, HORIZON = 7, 2, 5, 3
-SMALL = {"dcrnn-paper": {}, "dcrnn": {"hidden_size": 8}, "tgcn": {"hidden_size": 8}}
-OUT_CHANNELS = {"dcrnn-paper": F, "dcrnn": 1, "tgcn": 1}
+SMALL = {
+    "dcrnn-paper": {},
+    "dcrnn": {"hidden_size": 8},
+    "tgcn": {"hidden_size": 8},
+    "a3tgcn": {"hidden_size": 8},
+}
+OUT_CHANNELS = {"dcrnn-paper": F, "dcrnn": 1, "tgcn": 1, "a3tgcn": 1}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +120,17 @@ def test_reference_sizes_parameter_counts(graph):
     assert count(dcrnn) == dcgru(F) + dcgru(64) + dcgru(1) + dcgru(64) + 65
     tgcn = make("tgcn", graph, hidden_size=64)
     assert count(tgcn) == (F + 64) * 192 + 192 + 64 * HORIZON + HORIZON
+    # The artifact's A3T-GCN: T-GCN(2, 32), one attention weight per period, Linear(32, 12).
+    a3tgcn = build_model(
+        "a3tgcn",
+        num_nodes=N,
+        num_features=2,
+        edge_index=graph[0],
+        edge_weight=graph[1],
+        lags=12,
+        horizon=12,
+    )
+    assert count(a3tgcn) == (2 + 32) * 96 + 96 + 12 + 32 * 12 + 12
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -125,7 +141,7 @@ def test_init_is_deterministic_given_seed(graph, name):
 
 
 def test_build_model_rejects_bad_configuration(graph):
-    with pytest.raises(ValueError, match="dcrnn-paper, dcrnn, tgcn"):
+    with pytest.raises(ValueError, match="dcrnn-paper, dcrnn, tgcn, a3tgcn"):
         build_model(
             "gru",
             num_nodes=N,

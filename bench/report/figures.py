@@ -8,8 +8,9 @@ runs what each artefact needs, then renders it from the recorded data only:
   Chickenpox and Windmill data (``python -m pgti_core.train`` runs; their metrics JSON under
   ``figure5/``);
 * Table 3 (``table3.md``): runtime, peak host memory and best validation MAE, mean ± std over
-  repeats, standard vs index, on the same three datasets (a ``bench.run`` sweep at world size 1;
-  larger series with capped training steps at the small scale, so that memory differences show);
+  repeats, standard vs index, on the same three datasets with dcrnn-paper and on METR-LA with
+  A3T-GCN as in the artifact (a ``bench.run`` sweep at world size 1; larger series with capped
+  training steps at the small scale, so that memory differences show);
 * Table 4 (``table4.md``): index vs gpu-index on PeMS-shaped data: runtime, host and device peak
   (gpu-index runs on the CPU when no GPU is present, and the table says so);
 * Figure 7 (``figure7.png``): total time vs world size, standard-DDP vs distributed-index, with the
@@ -36,6 +37,7 @@ from bench.cli import ArgumentParser, check_output_dir, names
 from bench.report.figure5 import figure5, figure5_path, figure5_run
 from bench.report.figure7 import figure7
 from bench.report.paper import (
+    METR_LA_MODEL,
     MODEL,
     QUALITY,
     SCALES,
@@ -60,9 +62,9 @@ TITLES = {
 }
 
 
-def sweep(csv: Path, argv: Sequence[str]) -> pd.DataFrame:
-    """Run (or resume) ``python -m bench.run ARGV --out CSV`` and return all rows of ``csv``."""
-    argv = [*argv, "--models", MODEL, "--out", str(csv)]
+def sweep(csv: Path, argv: Sequence[str], model: str = MODEL) -> pd.DataFrame:
+    """Run (or resume) ``python -m bench.run ARGV --models MODEL --out CSV``; all rows of ``csv``."""
+    argv = [*argv, "--models", model, "--out", str(csv)]
     rc = run_sweep(argv)
     if rc != 0:
         raise RuntimeError(f"bench.run {' '.join(argv)} exited with {rc}")
@@ -80,6 +82,7 @@ class Query:
         worlds: world sizes.
         epochs: epochs per point.
         extra: further ``bench.run`` arguments (repeats, step cap, local-rank cap).
+        model: the model swept (default :data:`MODEL`).
     """
 
     csv: str
@@ -88,6 +91,7 @@ class Query:
     worlds: tuple[int, ...]
     epochs: int
     extra: tuple[str, ...] = ()
+    model: str = MODEL
 
     def argv(self, quiet: bool) -> list[str]:
         """The ``bench.run`` arguments (without ``--models`` and ``--out``)."""
@@ -102,6 +106,7 @@ class Query:
             df["dataset"].isin(labels)
             & df["strategy"].isin(self.strategies)
             & (df["epochs"] == self.epochs)
+            & (df["model"] == self.model)
         )
         return df[keep.fillna(False).astype(bool)]
 
@@ -153,7 +158,7 @@ class Context:
         csv = self.results / f"{query.csv}.csv"
         before = len(self.existing(query))
         if self.run:
-            df = sweep(csv, query.argv(self.quiet))
+            df = sweep(csv, query.argv(self.quiet), query.model)
         elif csv.is_file():
             df = read_results(csv)
         else:
@@ -176,6 +181,13 @@ def table3_query(ctx: Context) -> Query:
     cap = ("--max-steps", str(sc.table3_max_steps)) if sc.table3_max_steps else ()
     return Query("table3", tuple(sc.table3[k] for k in QUALITY), ("standard", "index"), (1,),
                  sc.table3_epochs, ("--repeats", str(sc.repeats), *cap))  # fmt: skip
+
+
+def table3_metr_la_query(ctx: Context) -> Query:
+    """Table 3's METR-LA row: A3T-GCN, as in the artifact, at the other rows' settings."""
+    q = table3_query(ctx)
+    return Query(q.csv, (ctx.scale.table3_metr_la,), q.strategies, q.worlds, q.epochs, q.extra,
+                 METR_LA_MODEL)  # fmt: skip
 
 
 def table4_query(ctx: Context) -> Query:
@@ -219,10 +231,11 @@ def stage_figure5(ctx: Context) -> list[Path]:
 
 def stage_table3(ctx: Context) -> list[Path]:
     sc = ctx.scale
-    df = ctx.rows(table3_query(ctx))
+    df = pd.concat([ctx.rows(table3_query(ctx)), ctx.rows(table3_metr_la_query(ctx))])
     steps = f", at most {sc.table3_max_steps} training steps each" if sc.table3_max_steps else ""
     setting = (
-        f"{sc.name} scale: {MODEL}, {epochs_text(sc.table3_epochs)}{steps}, {sc.repeats} repeats."
+        f"{sc.name} scale: {MODEL} ({METR_LA_MODEL} on METR-LA, as in the artifact), "
+        f"{epochs_text(sc.table3_epochs)}{steps}, {sc.repeats} repeats."
     )
     return table3(df, ctx.out, ctx.names(), setting)
 

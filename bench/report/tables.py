@@ -45,13 +45,15 @@ def table3(
     names = names or {}
     cols = ["total_s", "host_peak_pss_max_rank", "host_baseline_pss", "best_val_mae"]
     df = df.assign(host_added=df["host_peak_pss_max_rank"] - df["host_baseline_pss"])
-    agg = over_repeats(df[df["world_size"] == 1], ["dataset", "strategy"], [*cols, "host_added"])
+    keys = ["dataset", "model", "strategy"]
+    agg = over_repeats(df[df["world_size"] == 1], keys, [*cols, "host_added"])
     rows, notes = [], []
     for dataset, part in agg.groupby("dataset", sort=False):
         for r in part.itertuples():
             rows.append(
                 [
                     names.get(dataset, dataset),
+                    r.model,
                     r.strategy,
                     str(r.runs),
                     plus_minus(r.total_s, r.total_s_sd),
@@ -77,7 +79,7 @@ def table3(
         "= peak PSS of the rank's process tree (sampled every 50 ms); added = peak minus the PSS "
         "before the data was built.",
         "",
-        *md_table(["dataset", "strategy", "runs", "runtime (s)", "peak host", "added by the run",
+        *md_table(["dataset", "model", "strategy", "runs", "runtime (s)", "peak host", "added by the run",
                     "best val MAE"], rows),
         "",
         *notes,

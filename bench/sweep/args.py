@@ -21,6 +21,7 @@ from pgti_core.batching.host_copy import HOST_COPIES
 from pgti_core.batching.registry import ALL_STRATEGIES, strategy_class
 from pgti_core.data.datasets import DatasetSpec, parse_dataset_spec
 from pgti_core.data.errors import first_line
+from pgti_core.models.diffusion import DIFFUSIONS
 from pgti_core.models.registry import MODELS
 
 SWEEP_DOC = """Sweep world sizes x datasets x strategies x models, one CSV row a point.
@@ -59,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="batching strategies",
     )
     p.add_argument("--models", type=names(MODELS), default=DEFAULTS["models"], help="models")
+    p.add_argument(
+        "--diffusion",
+        default="paper",
+        choices=list(DIFFUSIONS),
+        help="diffusion operator of dcrnn-paper/dcrnn (pgt: PGT 0.56's; rows name it model+pgt)",
+    )
     p.add_argument(
         "--epochs", type=bounded(int, 1, 100_000), default=1, help="training epochs per point"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.sweep.plan import SweepPoint
+from pgti_core.models.registry import model_label
 
 
 def point_line(point: SweepPoint, row: dict) -> str:
@@ -19,13 +20,13 @@ def point_line(point: SweepPoint, row: dict) -> str:
 
 def print_plan(points: list[SweepPoint], predicted: dict, budget: int, baseline: int) -> None:
     print(
-        f"{'dataset':<28} {'strategy':<12} {'model':<12} {'P':>4} {'mode':<9} {'ranks':>5} {'pred. node peak':>16}  note"
+        f"{'dataset':<28} {'strategy':<12} {'model':<16} {'P':>4} {'mode':<9} {'ranks':>5} {'pred. node peak':>16}  note"
     )
     for p in points:
         pred = predicted[p.key]
         note = "skip: over available memory" if pred > budget else ""
         print(
-            f"{p.dataset:<28} {p.strategy:<12} {p.model:<12} {p.world_size:>4} {p.mode:<9} "
+            f"{p.dataset:<28} {p.strategy:<12} {model_label(p.model, p.diffusion):<16} {p.world_size:>4} {p.mode:<9} "
             f"{p.local_ranks:>5} {pred / 2**30:>12.2f} GiB  {note}"
         )
     print(

@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus_here=n_gpus,
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
+        diffusion=args.diffusion,
         host_copy=args.host_copy,
         max_eval_steps=args.max_eval_steps,
     )
@@ -198,6 +199,7 @@ def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: Dis
         gpus_here=0,
         backend=args.backend,
         dask_contiguous=args.dask_contiguous,
+        diffusion=args.diffusion,
         # a shared copy lives in the data cache, which may be one file system for all nodes
         host_copy="private" if args.host_copy == "auto" else args.host_copy,
         max_eval_steps=args.max_eval_steps,

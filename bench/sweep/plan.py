@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from pgti_core.batching import WindowSpec, split_starts
 from pgti_core.data.datasets import DatasetSpec
+from pgti_core.models.registry import DIFFUSION_MODELS, model_label
 from pgti_core.train.run import RunConfig
 
 FLOAT_BYTES = 4
@@ -39,21 +40,28 @@ class SweepPoint:
     backend: str
     device: str
     dask_contiguous: bool = False
+    diffusion: str = "paper"
     host_copy: str = "private"
     max_eval_steps: int | None = None
 
     @property
     def key(self) -> str:
-        """Stable identity for resume: the configuration, repeat and mode (not how many ran)."""
+        """Stable identity for resume: the configuration, repeat and mode (not how many ran);
+        the default diffusion is left out so rows written before it existed still match."""
         ident = {k: v for k, v in asdict(self).items() if k not in ("local_ranks",)}
-        for name, default in (("host_copy", "private"), ("max_eval_steps", None)):
+        for name, default in (
+            ("host_copy", "private"),
+            ("max_eval_steps", None),
+            ("diffusion", "paper"),
+        ):
             if ident[name] == default:  # defaults: keys of rows written before them stay
                 del ident[name]
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
-        return f"{self.dataset} {self.strategy} {self.model} P={self.world_size} r{self.repeat}"
+        model = model_label(self.model, self.diffusion)
+        return f"{self.dataset} {self.strategy} {model} P={self.world_size} r{self.repeat}"
 
     def run_config(self) -> RunConfig:
         return RunConfig(
@@ -67,6 +75,7 @@ class SweepPoint:
             horizon=self.horizon,
             max_steps=self.max_steps,
             dask_contiguous=self.dask_contiguous,
+            diffusion=self.diffusion,
             host_copy=self.host_copy,
             max_eval_steps=self.max_eval_steps,
         )
@@ -90,12 +99,14 @@ def plan_points(
     dask_contiguous: bool = False,
     host_copy: str = "auto",
     max_eval_steps: int | None = None,
+    diffusion: str = "paper",
 ) -> list[SweepPoint]:
     """The full grid, datasets outermost and repeats innermost, each with its mode decided.
 
     ``host_copy`` (``auto``, ``private``, ``shared``) applies to ``index``: ``auto`` shares one
     normalized copy between the local ranks of a node when there are several, else keeps it
     private (P = 1 gains nothing from a file); the other strategies are always ``private``.
+    ``diffusion`` applies to the models that diffuse (:data:`DIFFUSION_MODELS`).
     """
     points = []
     for ds in datasets:
@@ -130,6 +141,7 @@ def plan_points(
                                 backend=be,
                                 device=dev,
                                 dask_contiguous=dask_contiguous and strategy == "standard-dask",
+                                diffusion=diffusion if model in DIFFUSION_MODELS else "paper",
                                 host_copy=resolve_host_copy(host_copy, strategy, local),
                                 max_eval_steps=max_eval_steps,
                             )

@@ -18,6 +18,7 @@ from bench.sweep.plan import SweepPoint, analytic_bytes
 from bench.sweep.results import utc_now
 from pgti_core import __version__
 from pgti_core.data.datasets import DatasetSpec
+from pgti_core.models.registry import model_label
 
 
 def _max(values: Iterable[float | None]) -> float | None:
@@ -53,7 +54,7 @@ def identity(point: SweepPoint, run: dict, status: str, error: str = "") -> dict
         "status": status,
         "error": error,
         "strategy": point.strategy,
-        "model": point.model,
+        "model": model_label(point.model, point.diffusion),
         "dataset": point.dataset,
         "lags": point.lags,
         "horizon": point.horizon,

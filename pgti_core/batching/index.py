@@ -18,12 +18,13 @@ from pgti_core.batching.base import (
     load_normalized,
     read_normalized,
 )
+from pgti_core.batching.gather import WindowGather, split_window
 from pgti_core.batching.host_copy import check_host_copy, shared_normalized
 from pgti_core.batching.prefetch import Prefetcher
 
 
 class IndexStrategy(Strategy):
-    """One normalized host copy of the steps the split spans; a batch is one gather per tensor.
+    """One normalized host copy of the steps the split spans; a batch is one gather of whole windows.
 
     Args:
         pin_memory: copy each gathered batch into pinned host memory so the host-to-device
@@ -48,6 +49,7 @@ class IndexStrategy(Strategy):
         **kwargs,
     ) -> None:
         self.pin_memory = pin_memory
+        self._gather: WindowGather | None = None
         self.host_copy = check_host_copy(host_copy)
         self.prefetch = prefetch
         super().__init__(*args, **kwargs)
@@ -89,7 +91,9 @@ class IndexStrategy(Strategy):
         return [(self.batch_size * n, *per_step) for n in (self.spec.lags, self.spec.horizon)]
 
     def batch(self, starts: np.ndarray) -> Batch:
-        x, y = self.gather(starts)
+        if self._gather is None or self._gather.buf is not self._buf:
+            self._gather = WindowGather(self._buf, self.spec.length)
+        x, y = split_window(self._gather(self._rows(starts)), self.spec.lags)
         if self.pin_memory and self.device.type == "cuda" and not x.is_cuda:
             x, y = x.pin_memory(), y.pin_memory()
         return self._to_device(x, y)
@@ -135,3 +139,7 @@ class GpuIndexStrategy(IndexStrategy):
         return super().gather(
             starts, out if out is not None or not self.reuse_buffer else self._out
         )
+
+    def batch(self, starts: np.ndarray) -> Batch:
+        """With ``reuse_buffer`` the batch is gathered into the preallocated device buffers."""
+        return self.gather(starts) if self.reuse_buffer else super().batch(starts)

@@ -1,5 +1,6 @@
 """Spatiotemporal models whose graph operations run on a whole batch at once."""
 
+from pgti_core.models.a3tgcn import A3TGCN
 from pgti_core.models.dcrnn import DCRNN, DCGRUCell, DCRNNPaper, diffusion_operators
 from pgti_core.models.diffusion import DiffusionConv, diffusion_terms, dual_random_walk_supports
 from pgti_core.models.graph_gru import GraphGRUCell
@@ -13,6 +14,7 @@ from pgti_core.models.registry import MODELS, build_model
 from pgti_core.models.tgcn import TGCN, TGCNCell, gcn_matrix
 
 __all__ = [
+    "A3TGCN",
     "DCRNN",
     "DCGRUCell",
     "DCRNNPaper",

@@ -2,7 +2,7 @@
 the single-cell model of the PGT-I paper, and the reference encoder-decoder.
 
 All models take ``x[B, lags, N, F]`` and return ``[B, horizon, N, C_out]``; they work node-major
-inside (``[N, T, C, B]``) so every diffusion is one matrix product over the whole batch.
+inside (``[N, T, B, C]``) so every diffusion is one matrix product over the whole batch.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pgti_core.models.diffusion import DiffusionConv, diffusion_terms, dual_random_walk_supports
+from pgti_core.models.diffusion import DiffusionConv, diffusion_supports, diffusion_terms
 from pgti_core.models.graph_gru import GraphGRUCell, check_input
 from pgti_core.models.propagation import DENSE_THRESHOLD, EdgeArray, GraphOperator, channel_mix
 
@@ -20,9 +20,10 @@ def diffusion_operators(
     edge_weight: EdgeArray | None,
     num_nodes: int,
     dense_threshold: float = DENSE_THRESHOLD,
+    diffusion: str = "paper",
 ) -> nn.ModuleList:
-    """The two dual random-walk supports as :class:`GraphOperator` modules."""
-    supports = dual_random_walk_supports(edge_index, edge_weight, num_nodes)
+    """The two supports of ``diffusion`` (:func:`diffusion_supports`) as :class:`GraphOperator`s."""
+    supports = diffusion_supports(edge_index, edge_weight, num_nodes, diffusion)
     return nn.ModuleList(GraphOperator(s, dense_threshold) for s in supports)
 
 
@@ -37,22 +38,31 @@ class DCGRUCell(GraphGRUCell):
         hidden_size (int): hidden channels H.
         k (int, default 2): diffusion steps per support.
         num_supports (int, default 2): supports in the graph passed to ``forward``.
+        diffusion (str, default ``"paper"``): ``"pgt"`` for PGT 0.56's recursion.
     """
 
     def __init__(
-        self, input_size: int, hidden_size: int, k: int = 2, num_supports: int = 2
+        self,
+        input_size: int,
+        hidden_size: int,
+        k: int = 2,
+        num_supports: int = 2,
+        diffusion: str = "paper",
     ) -> None:
         super().__init__(input_size, hidden_size)
         self.k = k
         size = input_size + hidden_size
-        self.gates = DiffusionConv(size, 2 * hidden_size, k, num_supports)
-        self.candidate = DiffusionConv(size, hidden_size, k, num_supports)
+        self.gates = DiffusionConv(size, 2 * hidden_size, k, num_supports, diffusion=diffusion)
+        self.candidate = DiffusionConv(size, hidden_size, k, num_supports, diffusion=diffusion)
+        self.anchored = self.gates.anchored
         nn.init.ones_(self.gates.bias)
 
     def conv(
         self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
     ) -> Tensor:
-        return channel_mix(diffusion_terms(x, graph, self.k).flatten(-3, -2), weight, bias)
+        return channel_mix(
+            diffusion_terms(x, graph, self.k, self.anchored).flatten(-2), weight, bias
+        )
 
     def input_weights(self) -> tuple[Tensor, Tensor]:
         f = self.input_size
@@ -77,6 +87,8 @@ class DCRNNPaper(nn.Module):
         horizon (int): target steps (the last ``horizon`` states are returned).
         k (int, default 2): diffusion steps (PGT's ``K = 3``).
         dense_threshold (float, default ``DENSE_THRESHOLD``): density for dense supports.
+        diffusion (str, default ``"paper"``): ``"pgt"``: PGT 0.56's operator (see
+            :mod:`pgti_core.models.diffusion`).
     """
 
     def __init__(
@@ -89,6 +101,7 @@ class DCRNNPaper(nn.Module):
         horizon: int,
         k: int = 2,
         dense_threshold: float = DENSE_THRESHOLD,
+        diffusion: str = "paper",
     ) -> None:
         super().__init__()
         if not 1 <= horizon <= lags:
@@ -97,16 +110,18 @@ class DCRNNPaper(nn.Module):
                 f"<= lags ({lags}), got {horizon}"
             )
         self.num_nodes, self.num_features, self.horizon = num_nodes, num_features, horizon
-        self.supports = diffusion_operators(edge_index, edge_weight, num_nodes, dense_threshold)
-        self.cell = DCGRUCell(num_features, num_features, k, len(self.supports))
+        self.supports = diffusion_operators(
+            edge_index, edge_weight, num_nodes, dense_threshold, diffusion
+        )
+        self.cell = DCGRUCell(num_features, num_features, k, len(self.supports), diffusion)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, F]``."""
         check_input(x, self.num_nodes, self.num_features)
         if x.size(1) < self.horizon:
             raise ValueError(f"x: needs at least horizon={self.horizon} steps, got {x.size(1)}")
-        states = self.cell.scan(x.permute(2, 1, 3, 0), self.supports)
-        return states.narrow(1, x.size(1) - self.horizon, self.horizon).permute(3, 1, 0, 2)
+        states = self.cell.scan(x.permute(2, 1, 0, 3), self.supports)
+        return states.narrow(1, x.size(1) - self.horizon, self.horizon).permute(2, 1, 0, 3)
 
 
 class DCRNN(nn.Module):
@@ -123,6 +138,7 @@ class DCRNN(nn.Module):
         num_layers (int, default 2): DCGRU layers in the encoder and in the decoder.
         k (int, default 2): diffusion steps (DCRNN's ``max_diffusion_step``).
         dense_threshold (float, default ``DENSE_THRESHOLD``): density for dense supports.
+        diffusion (str, default ``"paper"``): ``"pgt"``: PGT 0.56's operator.
     """
 
     def __init__(
@@ -136,6 +152,7 @@ class DCRNN(nn.Module):
         num_layers: int = 2,
         k: int = 2,
         dense_threshold: float = DENSE_THRESHOLD,
+        diffusion: str = "paper",
     ) -> None:
         super().__init__()
         if horizon < 1 or num_layers < 1 or hidden_size < 1:
@@ -144,24 +161,28 @@ class DCRNN(nn.Module):
                 f"{hidden_size}"
             )
         self.num_nodes, self.num_features, self.horizon = num_nodes, num_features, horizon
-        self.supports = diffusion_operators(edge_index, edge_weight, num_nodes, dense_threshold)
+        self.supports = diffusion_operators(
+            edge_index, edge_weight, num_nodes, dense_threshold, diffusion
+        )
         s = len(self.supports)
         sizes = [hidden_size] * (num_layers - 1)
         self.encoder = nn.ModuleList(
-            DCGRUCell(i, hidden_size, k, s) for i in [num_features, *sizes]
+            DCGRUCell(i, hidden_size, k, s, diffusion) for i in [num_features, *sizes]
         )
-        self.decoder = nn.ModuleList(DCGRUCell(i, hidden_size, k, s) for i in [1, *sizes])
+        self.decoder = nn.ModuleList(
+            DCGRUCell(i, hidden_size, k, s, diffusion) for i in [1, *sizes]
+        )
         self.projection = nn.Linear(hidden_size, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, 1]`` (feature 0)."""
         check_input(x, self.num_nodes, self.num_features)
-        seq = x.permute(2, 1, 3, 0)
+        seq = x.permute(2, 1, 0, 3)
         states = []
         for cell in self.encoder:
             seq = cell.scan(seq, self.supports)
             states.append(seq[:, -1])
-        out = x.new_zeros(self.num_nodes, 1, x.size(0))
+        out = x.new_zeros(self.num_nodes, x.size(0), 1)
         preds = []
         for _ in range(self.horizon):
             inp = out
@@ -170,4 +191,4 @@ class DCRNN(nn.Module):
                 inp = states[i]
             out = channel_mix(inp, self.projection.weight.t(), self.projection.bias)
             preds.append(out)
-        return torch.stack(preds).permute(3, 0, 1, 2)
+        return torch.stack(preds).permute(2, 0, 1, 3)

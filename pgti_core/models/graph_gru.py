@@ -4,7 +4,7 @@ Both replace the GRU's matmuls with a linear graph convolution of ``[x, h]``. Be
 convolution splits into an input share and a hidden share: the input share of the gates and the
 candidate is computed for a whole sequence in one pass (the inputs do not depend on the
 recurrence), and each step convolves only the hidden state. Tensors are node-major
-``[N, ..., C, B]`` (see :mod:`pgti_core.models.propagation`).
+``[N, ..., B, C]`` throughout (see :mod:`pgti_core.models.propagation`): no step changes layout.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class GraphGRUCell(nn.Module):
     def conv(
         self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
     ) -> Tensor:
-        """Graph convolution of ``x[N, ..., C, B]`` mixed by ``weight``: -> ``[N, ..., O, B]``."""
+        """Graph convolution of ``x[N, ..., C]`` mixed by ``weight``: -> ``[N, ..., O]``."""
         raise NotImplementedError
 
     def input_weights(self) -> tuple[Tensor, Tensor]:
@@ -52,7 +52,7 @@ class GraphGRUCell(nn.Module):
         raise NotImplementedError
 
     def input_part(self, x: Tensor, graph: nn.Module) -> Tensor:
-        """Input share of gates and candidate, biases included: ``[N, ..., C, B]`` -> ``[N, ..., 3H, B]``."""
+        """Input share of gates and candidate, biases included: ``[N, ..., C]`` -> ``[N, ..., 3H]``."""
         return self.conv(x, graph, *self.input_weights())
 
     def forward(
@@ -63,24 +63,25 @@ class GraphGRUCell(nn.Module):
         graph: nn.Module,
         weights: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """One step from the input shares ``x_gates[N, 2H, B]``, ``x_cand[N, H, B]`` and state
-        ``h[N, H, B]``; ``weights`` (:meth:`hidden_weights`) may be computed once per sequence."""
+        """One step from the input shares ``x_gates[N, B, 2H]``, ``x_cand[N, B, H]`` and state
+        ``h[N, B, H]``; ``weights`` (:meth:`hidden_weights`) may be computed once per sequence.
+        The input shares enter the hidden convolutions' GEMMs as their bias (no separate add)."""
         w_gates, w_cand = self.hidden_weights() if weights is None else weights
-        r, u = torch.sigmoid(x_gates + self.conv(h, graph, w_gates)).chunk(2, dim=-2)
-        c = torch.tanh(x_cand + self.conv(r * h, graph, w_cand))
+        r, u = torch.sigmoid(self.conv(h, graph, w_gates, x_gates)).chunk(2, dim=-1)
+        c = torch.tanh(self.conv(r * h, graph, w_cand, x_cand))
         return torch.lerp(c, h, u)
 
     def _split(self, x_part: Tensor) -> tuple[Tensor, Tensor]:
-        return x_part.split([2 * self.hidden_size, self.hidden_size], dim=-2)
+        return x_part.split([2 * self.hidden_size, self.hidden_size], dim=-1)
 
     def step(self, x: Tensor, h: Tensor, graph: nn.Module) -> Tensor:
-        """One step from the input ``x[N, C, B]`` itself (decoders fed their own output)."""
+        """One step from the input ``x[N, B, C]`` itself (decoders fed their own output)."""
         return self(*self._split(self.input_part(x, graph)), h, graph)
 
     def scan(self, x: Tensor, graph: nn.Module, h: Tensor | None = None) -> Tensor:
-        """Run over ``x[N, T, C, B]`` from ``h`` (zeros by default); returns states ``[N, T, H, B]``."""
+        """Run over ``x[N, T, B, C]`` from ``h`` (zeros by default); returns states ``[N, T, B, H]``."""
         if h is None:
-            h = x.new_zeros(x.size(0), self.hidden_size, x.size(-1))
+            h = x.new_zeros(x.size(0), x.size(2), self.hidden_size)
         weights = self.hidden_weights()
         states = []
         # unbind, not slicing: a slice's backward zero-fills the whole sequence at every step.

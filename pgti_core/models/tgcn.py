@@ -111,7 +111,7 @@ class TGCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, 1]``."""
         check_input(x, self.num_nodes, self.num_features)
-        last = self.cell.scan(x.permute(2, 1, 3, 0), self.gcn)[:, -1]
+        last = self.cell.scan(x.permute(2, 1, 0, 3), self.gcn)[:, -1]
         return (
-            channel_mix(last, self.head.weight.t(), self.head.bias).permute(2, 1, 0).unsqueeze(-1)
+            channel_mix(last, self.head.weight.t(), self.head.bias).permute(1, 2, 0).unsqueeze(-1)
         )

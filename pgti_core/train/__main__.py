@@ -25,6 +25,7 @@ from pgti_core.data.datasets import parse_dataset_spec
 from pgti_core.data.errors import DataError, first_line
 from pgti_core.dist.env import detect_env, device_for, resolve_backend
 from pgti_core.dist.group import distributed
+from pgti_core.models.diffusion import DIFFUSIONS
 from pgti_core.models.registry import MODELS
 from pgti_core.progress import set_quiet
 from pgti_core.train.loop import EpochRecord
@@ -40,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strategy", default="index", choices=list(STRATEGIES), help="batching")
     p.add_argument("--model", default="dcrnn-paper", choices=list(MODELS), help="model")
+    p.add_argument(
+        "--diffusion",
+        default="paper",
+        choices=list(DIFFUSIONS),
+        help="diffusion operator of dcrnn-paper/dcrnn: the paper's, or PGT 0.56's (README)",
+    )
     p.add_argument("--epochs", type=bounded(int, 1, 100_000), default=1, help="training epochs")
     p.add_argument(
         "--batch-size",
@@ -110,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         horizon=args.horizon,
         max_steps=args.max_steps,
         pin_memory=args.pin_memory,
+        diffusion=args.diffusion,
         host_copy=args.host_copy,
         prefetch=args.prefetch,
         reuse_buffer=args.reuse_buffer,

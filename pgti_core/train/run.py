@@ -21,7 +21,7 @@ from pgti_core.batching.registry import strategy_class
 from pgti_core.data.datasets import DatasetSpec, load_dataset, parse_dataset_spec
 from pgti_core.data.normalize import Normalizer, cached_train_window_stats
 from pgti_core.dist.group import all_reduce_sum, broadcast_object, is_main
-from pgti_core.models.registry import MODELS, build_model
+from pgti_core.models.registry import build_model, check_model
 from pgti_core.train.loop import EpochRecord, PhaseHook, TrainResult, fit
 
 
@@ -32,7 +32,7 @@ class RunConfig:
     Args:
         dataset: profile or file spec (``metr-la``, ``metr-la:nodes=50,steps=2000``, ...).
         strategy: ``standard``, ``index``, ``gpu-index`` or ``partitioned``.
-        model: ``dcrnn-paper``, ``dcrnn`` or ``tgcn``.
+        model: ``dcrnn-paper``, ``dcrnn``, ``tgcn`` or ``a3tgcn``.
         epochs: training epochs (default 1).
         batch_size: samples per batch per rank (default: the profile's, 64 for traffic).
         lr: Adam learning rate (default 1e-3).
@@ -49,6 +49,7 @@ class RunConfig:
             the strategy starts its own local cluster).
         dask_contiguous: ``standard-dask``: contiguous blocks per rank, only the batch order
             shuffled (the artifact's batch-level shuffle; default False).
+        diffusion: ``paper`` (default) or ``pgt`` (PGT 0.56's operator) for the diffusion models.
         host_copy: ``index``: ``private`` (default, one copy per rank) or ``shared`` (one
             normalized file per node mapped by every local rank).
     """
@@ -69,13 +70,13 @@ class RunConfig:
     reuse_buffer: bool = False
     dask_scheduler: str | None = None
     dask_contiguous: bool = False
+    diffusion: str = "paper"
     host_copy: str = "private"
 
     def validate(self) -> DatasetSpec:
         """Check every field; return the parsed dataset spec. Raises ``ValueError`` naming the field."""
         strategy_class(self.strategy)
-        if self.model not in MODELS:
-            raise ValueError(f"model: unknown {self.model!r}; choose from {', '.join(MODELS)}")
+        check_model(self.model, self.diffusion)
         if self.epochs < 1:
             raise ValueError(f"epochs: must be >= 1, got {self.epochs}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -213,6 +214,7 @@ def run(
                 edge_weight=series.edge_weight,
                 lags=spec.lags,
                 horizon=spec.horizon,
+                diffusion=config.diffusion,
             ).to(world.device)
             if world.ddp:
                 ids = [world.device.index] if world.device.type == "cuda" else None
