@@ -58,10 +58,11 @@ def test_calibrate_two_gloo_ranks(tmp_path):
     assert 0 < record["beta_Bps"] < math.inf
     for key in ("host", "torch_version", "timestamp_utc", "iters", "oversubscribed"):
         assert key in record
-    # The saved model reproduces the measured medians: exact conversions, and a factor wide
-    # enough for a loaded shared host (ratios stay within ~1.3 idle, ~4 with two CPU hogs).
+    # The saved model reproduces the fitted minima: exact conversions, and a factor wide enough
+    # for a loaded shared host; the medians can only be slower.
     model = load_calibration(save_calibration(record, tmp_path / "calibration.json"))
     assert (model.alpha_s, model.beta_Bps) == cal.fit_ring(2, sizes, record["times_s"])
+    assert all(m <= med for m, med in zip(record["times_s"], record["times_median_s"], strict=True))
     for n, measured in zip(sizes, record["times_s"], strict=True):
         assert measured / 5 < allreduce_s(model, 2, n) < measured * 5
 

@@ -107,7 +107,10 @@ def test_figure7_measured_and_emulated_points(tmp_path):
     rows.append(_row("pems", "index", world=128, status="skipped", error="too big", point_key="x"))
     paths = figure7.figure7(_csv(tmp_path / "f7.csv", rows), tmp_path)
     _nonempty(paths)
-    assert {p.name for p in paths} == {"figure7.png", "figure7.svg"}
+    assert {p.name for p in paths} == {"figure7.png", "figure7.svg", "figure7.md"}
+    md = (tmp_path / "figure7.md").read_text()
+    assert "at P = 128: index" in md and "emulated: standard, index" in md
+    assert "| index | 128 | emulated |" in md
 
 
 def test_figure7_prefers_standard_dask_and_gpu_index():
@@ -138,7 +141,7 @@ def test_cli_no_run_renders_all_four_from_recorded_data(tmp_path, capsys):
     e4, e7 = SMALL.table4_epochs, SMALL.figure7_epochs
     _csv(data / "table4.csv", [_row(SMALL.pems, s, epochs=e4) for s in ("index", "gpu-index")])
     rows7 = [
-        _row(SMALL.pems, s, world=w, point_key=f"{s}{w}", epochs=e7)
+        _row(SMALL.figure7, s, world=w, point_key=f"{s}{w}", epochs=e7)
         for s in ("standard", "index")
         for w in (1, 2)
     ]

@@ -15,7 +15,18 @@ from bench.sweep.args import split_dataset_list
 from bench.sweep.results import COLUMNS, read_results
 
 TINY = "metr-la:nodes=12,steps=1200"
-BASE = ["--datasets", TINY, "--epochs", "1", "--max-steps", "3", "--quiet", "--timeout", "120"]
+BASE = [
+    "--datasets",
+    TINY,
+    "--epochs",
+    "1",
+    "--max-steps",
+    "3",
+    "--quiet",
+    "--timeout",
+    "120",
+    "--no-plots",
+]
 
 
 @pytest.fixture(autouse=True)

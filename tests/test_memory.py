@@ -193,3 +193,37 @@ def test_device_monitor_sees_an_allocation_on_its_own_device():
     assert report.above_baseline("allocated", "idle") < 256 * MB
     if report.peak.nvml is not None:
         assert report.above_baseline("nvml", "alloc") >= 200 * MB
+
+
+def _idle_torch_process() -> subprocess.Popen:
+    code = "import sys, torch; print('up', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def _tree_sample(pid: int) -> MemorySample:
+    return HostMemorySampler(pid=pid, reset_hwm=False).start().stop().baseline
+
+
+@linux_only
+@pytest.mark.slow
+def test_footprint_ignores_processes_outside_the_tree():
+    """An outside process mapping the same libraries shrinks the tree's PSS, not its footprint
+    (every page once): the node figure of a sweep does not depend on its neighbours."""
+    inside = _idle_torch_process()
+    outside: list[subprocess.Popen] = []
+    try:
+        alone = _tree_sample(inside.pid)
+        assert alone.footprint == alone.rss  # one process: each resident page counted once
+        outside = [_idle_torch_process() for _ in range(2)]
+        crowded = _tree_sample(inside.pid)
+    finally:
+        for proc in [inside, *outside]:
+            proc.kill()
+            proc.wait()
+    pss_drop = alone.pss - crowded.pss
+    assert pss_drop > MB, (alone, crowded)  # the shared pages now split more ways
+    assert abs(crowded.footprint - alone.footprint) < pss_drop / 4, (alone, crowded)

@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 STEPS = 4
 EXIT_OOM = 3
 
@@ -81,6 +81,8 @@ class ProbeResult:
 
     Args:
         host_runtime: PSS of the idle rank (imports, process group), before the model.
+        host_runtime_uss: its private bytes (USS): what one more rank adds to a node whose
+            processes already map the runtime's shared libraries.
         host_model_peak: exact peak PSS while training (runtime + model + batch).
         host_model_peak_sampled: the peak PSS a sampler saw (cross-check, <= the exact one).
         device_model_peak: ``torch.cuda.max_memory_allocated`` on CUDA, else ``None``.
@@ -89,6 +91,7 @@ class ProbeResult:
     """
 
     host_runtime: int
+    host_runtime_uss: int | None
     host_model_peak: int
     host_model_peak_sampled: int | None
     device_model_peak: int | None
@@ -274,6 +277,7 @@ def measure(spec: ProbeSpec) -> ProbeResult:
     peak = max(measured) if measured else host.peak.rss
     return ProbeResult(
         host_runtime=int(base.pss if base.pss is not None else base.rss),
+        host_runtime_uss=None if base.uss is None else int(base.uss),
         host_model_peak=int(peak),
         host_model_peak_sampled=None if sampled is None else int(sampled),
         device_model_peak=None if device_peak is None else int(device_peak),

@@ -97,6 +97,7 @@ def project_epoch(
     model: CommModel,
     fixed_s: float = 0.0,
     gather_s_per_step: float = 0.0,
+    wait_s_per_step: float = 0.0,
 ) -> dict[str, float | int | str]:
     """Projected epoch seconds of one rank of ``world_size`` and the breakdown by phase.
 
@@ -114,6 +115,8 @@ def project_epoch(
         model (CommModel): the all-reduce's latency/bandwidth model.
         fixed_s (float, default 0): per-epoch time independent of steps (e.g. validation).
         gather_s_per_step (float, default 0): remote batch fetch per step (see :func:`gather_s`).
+        wait_s_per_step (float, default 0): time a step waits at the all-reduce for the slowest
+            rank (stragglers; see :func:`bench.sweep.rows.straggler_wait_s`).
     """
     steps_per_rank = _count("steps_per_rank", steps_per_rank, minimum=0)
     world_size = _count("world_size", world_size, minimum=1)
@@ -123,12 +126,15 @@ def project_epoch(
         "compute_s": _real("compute_s", compute_s),
         "optim_s": _real("optim_s", optim_s),
         "gather_s": _real("gather_s_per_step", gather_s_per_step),
+        "wait_s": _real("wait_s_per_step", wait_s_per_step),
         "allreduce_s": allreduce_s(model, world_size, grad_bytes),
     }
     out: dict[str, float | int | str] = {k: steps_per_rank * v for k, v in per_step.items()}
     out["comm_s"] = out["allreduce_s"] + out["gather_s"]
     out["fixed_s"] = _real("fixed_s", fixed_s)
-    out["epoch_s"] = sum(out[k] for k in ("data_s", "compute_s", "optim_s", "comm_s", "fixed_s"))
+    out["epoch_s"] = sum(
+        out[k] for k in ("data_s", "compute_s", "optim_s", "wait_s", "comm_s", "fixed_s")
+    )
     out.update(
         steps_per_rank=steps_per_rank,
         world_size=world_size,

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, LogLocator, NullLocator
 
 from bench.report.summary import STRATEGY_ORDER, strategy_rank
+from bench.sweep.noise import NOISY_FRAC
 
 FORMATS: tuple[str, ...] = ("png", "svg")
 COLORS: dict[str, str] = {
@@ -36,6 +37,7 @@ MARKERS: dict[str, str] = {
 }
 _SPARE = (("#8c564b", "P"), ("#e377c2", "X"), ("#7f7f7f", "*"), ("#bcbd22", "h"), ("#17becf", "<"))
 WORLD_LABEL = "world size P (ranks)"
+OVERSUBSCRIBED = "0.6"  # measured points whose ranks exceeded the host's cores
 
 
 def strategy_styles(strategies: Iterable[str]) -> dict[str, tuple[str, str]]:
@@ -64,6 +66,8 @@ def draw_series(
     """Measured points filled on a solid line, emulated hollow on a dashed one, ± the ``_sd`` column.
 
     With ``bridge``, the dashed line starts at the last measured point before the emulated ones.
+    Measured points that oversubscribed the host are drawn apart (grey, no line: their times
+    measure contention, not scaling); points with a noisy repeat get a black cross.
     """
     sub = sub[sub[y].notna()]
     color, marker = style
@@ -71,6 +75,15 @@ def draw_series(
     measured = sub[sub["mode"] != "emulated"].sort_values(x)
     emulated = sub[sub["mode"] == "emulated"].sort_values(x)
     sd = f"{y}_sd" if f"{y}_sd" in sub else None
+    if "oversubscribed_any" in measured:
+        apart = measured["oversubscribed_any"].fillna(False).astype(bool)
+        over, measured = measured[apart], measured[~apart]
+        if len(over):
+            ax.errorbar(over[x], over[y], yerr=err_or_none(over[sd]) if sd else None,
+                        **dict(kw, color=OVERSUBSCRIBED, linestyle="none"))  # fmt: skip
+    if "n_noisy" in sub:
+        noisy = sub[sub["n_noisy"].fillna(0) > 0]
+        ax.plot(noisy[x], noisy[y], linestyle="none", marker="x", color="black", markersize=9)
     if len(measured):
         ax.errorbar(
             measured[x],
@@ -167,6 +180,12 @@ def spans(values: pd.Series, ratio: float = 20.0) -> bool:
 def mode_handles(df: pd.DataFrame, emulated: str) -> list[Line2D]:
     """Legend entries for measured (filled, solid) and, if any, emulated (hollow, dashed) points."""
     h = [Line2D([], [], color="0.3", marker="o", linestyle="-", label="measured")]
+    if "oversubscribed_any" in df and df["oversubscribed_any"].fillna(False).astype(bool).any():
+        h.append(Line2D([], [], color=OVERSUBSCRIBED, marker="o", linestyle="none",
+                        label="oversubscribed (not scaling)"))  # fmt: skip
+    if "n_noisy" in df and (df["n_noisy"].fillna(0) > 0).any():
+        h.append(Line2D([], [], color="black", marker="x", linestyle="none",
+                        label=f"noisy (foreign CPU > {NOISY_FRAC:.0%})"))  # fmt: skip
     if (df["mode"] == "emulated").any():
         h.append(
             Line2D(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,23 +21,50 @@ from bench.report.axes import (
 )
 from bench.report.paper import DISTRIBUTED_INDEX, STANDARD_DDP, outdir
 from bench.report.summary import aggregate
+from bench.sweep.repeats import t975
 
 
 def _pick(present: set[str], choices: Sequence[str]) -> str | None:
     return next((c for c in choices if c in present), None)
 
 
+def speedup_at_largest(agg: pd.DataFrame, slow: str, fast: str) -> dict | None:
+    """``fast``'s speedup over ``slow`` at the largest world both have: T_slow / T_fast with its
+    95% interval (each mean's Student-t half-width over its repeats, propagated to first order),
+    and the modes of the two points."""
+    both = agg[agg["strategy"].isin([slow, fast])]
+    worlds = both.groupby("world_size")["strategy"].nunique()
+    if worlds.empty or worlds.max() < 2:
+        return None
+    p = int(worlds[worlds == 2].index.max())
+    at = both[both["world_size"] == p].set_index("strategy")
+    t, half, modes = {}, {}, {}
+    for s in (slow, fast):
+        r = at.loc[[s]].iloc[0]
+        n = int(r["n_ok"])
+        t[s] = float(r["total"])
+        sd = 0.0 if pd.isna(r["total_sd"]) else float(r["total_sd"])
+        half[s] = t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+        modes[s] = str(r["mode"])
+    ratio = t[slow] / t[fast]
+    rel = math.hypot(half[slow] / t[slow], half[fast] / t[fast])
+    return {"world": p, "speedup": ratio, "ci95": ratio * rel, "modes": modes}
+
+
 def _gap_text(agg: pd.DataFrame, slow: str, fast: str) -> str:
     """How many times faster ``fast`` is than ``slow`` at the largest world both have."""
-    t = agg.pivot_table(index="world_size", columns="strategy", values="total", aggfunc="min")
-    if slow not in t or fast not in t or t[[slow, fast]].dropna().empty:
+    s = speedup_at_largest(agg, slow, fast)
+    if s is None:
         return ""
-    p = int(t[[slow, fast]].dropna().index.max())
-    return f"at P = {p}: {fast} {t.loc[p, slow] / t.loc[p, fast]:.1f}× faster than {slow}"
+    ci = "" if math.isnan(s["ci95"]) else f" ± {s['ci95']:.1f} (95%)"
+    emulated = [k for k, m in s["modes"].items() if m == "emulated"]
+    how = f"; emulated: {', '.join(emulated)}" if emulated else ""
+    return f"at P = {s['world']}: {fast} {s['speedup']:.1f}×{ci} faster than {slow}{how}"
 
 
 def figure7(df: pd.DataFrame, out_dir: str | Path, title: str = "") -> list[Path]:
-    """Total time vs world size, standard-DDP vs distributed-index, with the ideal T(1)/P line.
+    """Total time vs world size, standard-DDP vs distributed-index, with the ideal T(1)/P line,
+    and ``figure7.md``: the speedup at the largest world with its 95% interval, and each point's mode.
 
     Uses ``standard-dask`` rows when present (else ``standard``) and ``gpu-index`` when present
     (else ``index``). Emulated points are hollow on dashed lines; error bars are std over repeats.
@@ -97,5 +125,28 @@ def figure7(df: pd.DataFrame, out_dir: str | Path, title: str = "") -> list[Path
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=handles, loc="lower left", fontsize=8)
     datasets = ", ".join(sorted(set(agg["dataset"])))
-    suptitle(fig, title or f"Figure 7: total training time vs world size ({datasets})")
-    return save_figure(fig, outdir(out_dir) / "figure7")
+    title = title or f"Figure 7: total training time vs world size ({datasets})"
+    suptitle(fig, title)
+    paths = save_figure(fig, outdir(out_dir) / "figure7")
+    md = outdir(out_dir) / "figure7.md"
+    md.write_text(_summary(agg, lines, title, unit))
+    return [*paths, md]
+
+
+def _summary(agg: pd.DataFrame, lines: dict[str, str], title: str, unit: str) -> str:
+    """figure7.md: the speedup at the largest world with its interval, and every point's mode."""
+    gap = (
+        _gap_text(agg, lines["standard-DDP"], lines["distributed-index"]) if len(lines) == 2 else ""
+    )
+    rows = agg[agg["strategy"].isin(lines.values())].sort_values(["strategy", "world_size"])
+    table = [
+        f"| {r.strategy} | {int(r.world_size)} | {r.mode} | {int(r.n_ok)} | "
+        f"{r.total:.3g}" + ("" if pd.isna(r.total_sd) or not r.total_sd else f" ± {r.total_sd:.2g}") + " |"
+        for r in rows.itertuples()
+    ]  # fmt: skip
+    return "\n".join([
+        f"# {title}", "", (gap + ".") if gap else "One strategy only: no speedup.", "",
+        f"Total time = prep + train, mean ± std over the ok repeats ({unit}); emulated points have "
+        "projected times (real ranks without a process group, the all-reduce modelled).", "",
+        f"| strategy | P | mode | repeats | total ({unit}) |", "|---|---|---|---|---|", *table, "",
+    ])  # fmt: skip

@@ -23,7 +23,6 @@ finished Figure 5 runs in their JSON files, so a re-run only does what is missin
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -64,7 +63,7 @@ TITLES = {
 
 def sweep(csv: Path, argv: Sequence[str], model: str = MODEL) -> pd.DataFrame:
     """Run (or resume) ``python -m bench.run ARGV --models MODEL --out CSV``; all rows of ``csv``."""
-    argv = [*argv, "--models", model, "--out", str(csv)]
+    argv = [*argv, "--models", model, "--out", str(csv), "--no-plots"]
     rc = run_sweep(argv)
     if rc != 0:
         raise RuntimeError(f"bench.run {' '.join(argv)} exited with {rc}")
@@ -197,12 +196,13 @@ def table4_query(ctx: Context) -> Query:
 
 
 def figure7_query(ctx: Context) -> Query:
-    gpus = gpus_here()
-    # Without GPUs, CPU ranks beyond the cores only time-share them: emulate instead.
-    extra = () if gpus else ("--max-local-ranks", str(len(os.sched_getaffinity(0))))
-    strategies = (ctx.baseline, "gpu-index" if gpus else "index")
-    return Query("figure7", (ctx.scale.pems,), strategies, tuple(ctx.scale.figure7_worlds),
-                 ctx.scale.figure7_epochs, extra)  # fmt: skip
+    sc = ctx.scale
+    # points whose ranks do not fit this host's cores or GPUs are emulated by bench.run
+    extra = ("--repeats", str(sc.repeats))
+    extra += ("--batch-size", str(sc.figure7_batch)) if sc.figure7_batch else ()
+    strategies = (ctx.baseline, "gpu-index" if gpus_here() else "index")
+    return Query("figure7", (sc.figure7,), strategies, tuple(sc.figure7_worlds),
+                 sc.figure7_epochs, extra)  # fmt: skip
 
 
 QUERIES: dict[str, Callable[[Context], Query]] = {
@@ -249,7 +249,7 @@ def stage_table4(ctx: Context) -> list[Path]:
 
 def stage_figure7(ctx: Context) -> list[Path]:
     df = ctx.rows(figure7_query(ctx))
-    name = ctx.names()[dataset_label(ctx.scale.pems)]
+    name = ctx.names()[dataset_label(ctx.scale.figure7)]
     return figure7(
         df,
         ctx.out,

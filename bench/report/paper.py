@@ -50,6 +50,9 @@ class Scale:
         figure7_epochs: epochs of each Figure 7 point.
         figure7_worlds: world sizes of Figure 7.
         table3_metr_la: dataset spec of Table 3's METR-LA / A3T-GCN row.
+        figure7_data: dataset spec of Figure 7 (default: ``pems``), long enough that the
+            largest world still runs >= 20 steps per rank (else its time is mostly preparation).
+        figure7_batch: samples per rank per step in Figure 7 (default: the profile's).
     """
 
     name: str
@@ -64,6 +67,13 @@ class Scale:
     figure7_epochs: int
     figure7_worlds: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)
     table3_metr_la: str = "metr-la"
+    figure7_data: str | None = None
+    figure7_batch: int | None = None
+
+    @property
+    def figure7(self) -> str:
+        """The dataset spec of Figure 7."""
+        return self.figure7_data or self.pems
 
     def specs(self) -> dict[str, str]:
         """Every dataset spec of the scale -> the paper's name of its dataset."""
@@ -72,7 +82,8 @@ class Scale:
             *((v, k) for k, v in self.table3.items()),
             (self.table3_metr_la, "metr-la"),
         ]
-        return {spec: PAPER_NAMES[key] for spec, key in [*pairs, (self.pems, "pems")]}
+        pairs += [(self.pems, "pems"), (self.figure7, "pems")]
+        return {spec: PAPER_NAMES[key] for spec, key in pairs}
 
 
 SCALES: dict[str, Scale] = {
@@ -84,6 +95,7 @@ SCALES: dict[str, Scale] = {
         table3_epochs=2, table3_max_steps=20, repeats=3,
         pems="pems:nodes=1000,steps=8000", table4_epochs=1, figure7_epochs=1,
         table3_metr_la="metr-la:steps=12000",
+        figure7_data="pems:nodes=50,steps=30000", figure7_batch=8,  # 21 steps/rank at P = 128
     ),
     "medium": Scale(
         "medium",
@@ -92,6 +104,7 @@ SCALES: dict[str, Scale] = {
         table3={"pems-bay": "pems-bay", "chickenpox": "chickenpox", "windmill": "windmill"},
         table3_epochs=3, table3_max_steps=100, repeats=3,
         pems="pems:nodes=2000,steps=12000", table4_epochs=2, figure7_epochs=2,
+        figure7_data="pems:nodes=500,steps=120000", figure7_batch=32,  # 21 steps/rank at P = 128
     ),
     "full": Scale(
         "full",

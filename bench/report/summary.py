@@ -70,6 +70,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         * df["features"].astype("Float64")
         * FLOAT_BYTES
     )
+    df = df[~_flag(df, "validation")]  # projection checks have their own table
     counts = df.groupby(list(GROUP), dropna=False)["status"].value_counts().unstack(fill_value=0)
     counts.columns = [f"n_{c}" for c in counts.columns]
     numeric = _ok(df)[list(GROUP) + list(METRICS) + ["epoch_s_std"]].copy()
@@ -80,8 +81,23 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     single = grouped["epoch_s_std"].first().reindex(stats.index)
     one_run = grouped.size().reindex(stats.index) == 1
     stats["epoch_s_mean_sd"] = stats["epoch_s_mean_sd"].where(~one_run, single)
+    ok = _ok(df)
+    flags = ok[list(GROUP)].assign(
+        oversubscribed_any=_flag(ok, "oversubscribed"), n_noisy=_flag(ok, "noisy").astype(int)
+    )
+    flags = flags.groupby(list(GROUP), dropna=False).agg(
+        oversubscribed_any=("oversubscribed_any", "any"), n_noisy=("n_noisy", "sum")
+    )
+    stats = stats.join(flags)
     out = counts.join(stats, how="left").reset_index()
     return out.sort_values(list(FACETS) + ["strategy", "world_size", "mode"], key=_sort_key)
+
+
+def _flag(df: pd.DataFrame, col: str) -> pd.Series:
+    """A boolean column as plain bools, missing (older CSVs) as False."""
+    if col not in df:
+        return pd.Series(False, index=df.index)
+    return df[col].fillna(False).astype(bool)
 
 
 def _sort_key(col: pd.Series) -> pd.Series:
@@ -259,6 +275,45 @@ def md_table(header: Sequence[str], rows: list[Sequence[str]]) -> list[str]:
     ]
 
 
+PROJECTION_HEADER = (
+    "dataset", "strategy", "P", "repeats (meas. / emul.)", "measured epoch (s)",
+    "emulated epoch (s)", "epoch error", "measured PSS/rank", "emulated PSS/rank", "PSS error",
+    "foreign CPU (meas. / emul.)",
+)  # fmt: skip
+
+
+def _pct(v: float) -> str:
+    return "?" if pd.isna(v) else f"{v:.0%}"
+
+
+def projection_lines(df: pd.DataFrame) -> list[str]:
+    """The projection check: emulated vs measured epoch time and peak PSS at the same world."""
+    from bench.perf.validate import projection_checks
+
+    checks = projection_checks(df) if "validation" in df and len(df) else pd.DataFrame()
+    if checks.empty:
+        return []
+    rows = [
+        [c.dataset, c.strategy, _int(c.world_size), f"{c.n_measured} / {c.n_emulated}",
+         fmt_num(c.measured_epoch_s_mean), fmt_num(c.emulated_epoch_s_mean),
+         f"{c.projection_err_epoch_frac:+.1%}", fmt_bytes(c.measured_host_peak_pss_max_rank),
+         fmt_bytes(c.emulated_host_peak_pss_max_rank), f"{c.projection_err_pss_frac:+.1%}",
+         f"{_pct(c.foreign_measured)} / {_pct(c.foreign_emulated)}"]
+        for c in checks.itertuples()
+    ]  # fmt: skip
+    return [
+        "",
+        "## Projection check (emulated vs measured at the same world size)",
+        "",
+        "The sweep emulated its largest measured world too: real ranks without a process group, "
+        "the all-reduce modelled. Error = emulated / measured - 1 of the means over repeats; "
+        "foreign CPU = the share of the cores other work took meanwhile (on a busy host the "
+        "errors measure its noise as much as the model).",
+        "",
+        *md_table(PROJECTION_HEADER, rows),
+    ]
+
+
 def summary_markdown(
     df: pd.DataFrame, figures: Sequence[Path] = (), time_col: str = "total_s"
 ) -> str:
@@ -306,6 +361,7 @@ def summary_markdown(
             "",
             *md_table(header, rows),
         ]
+    lines += projection_lines(df)
     lo = left_out(df)
     lines += ["", "## Left out of the plots (status other than ok)", ""]
     if lo.empty:

@@ -87,7 +87,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="cap on validation and test batches (default: the whole split)",
     )
-    p.add_argument("--repeats", type=bounded(int, 1, 10_000), default=1, help="runs of every point")
+    p.add_argument(
+        "--repeats",
+        type=repeats_arg,
+        default=1,
+        help="repeats per point, or 'auto': repeat until the 95%% interval of the epoch time is "
+        "within --ci-target of the mean (at least 3, at most --max-repeats)",
+    )
+    p.add_argument(
+        "--max-repeats",
+        type=bounded(int, 1, 10_000),
+        default=10,
+        help="--repeats auto: most repeats",
+    )
+    p.add_argument(
+        "--ci-target",
+        type=positive_float,
+        default=0.05,
+        help="--repeats auto: wanted 95%% half-width as a fraction of the mean",
+    )
+    p.add_argument(
+        "--oversubscribe",
+        action="store_true",
+        help="measure local points whose ranks x threads exceed the usable cores (rows are "
+        "flagged oversubscribed; without it such points are emulated)",
+    )
     p.add_argument("--seed", type=seed, default=0, help="seed of data, model and shuffles")
     p.add_argument(
         "--ranks-per-node",
@@ -175,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="index: one normalized copy per rank (private) or per node, mapped by its local ranks "
         "(shared); auto shares when a node runs several ranks",
     )
+    p.add_argument(
+        "--plots",
+        type=Path,
+        default=None,
+        help="directory for the speedup, efficiency and memory plots and summary.md drawn from "
+        "the CSV after the sweep (default: <out dir>/<out stem>-plots)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="draw no plots after the sweep")
     p.add_argument("--force", action="store_true", help="re-run points already in the CSV")
     p.add_argument(
         "--dry-run",
@@ -183,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-point lines")
     return p
+
+
+def repeats_arg(text: str) -> int | str:
+    """``--repeats``: an integer >= 1 or ``auto``."""
+    return "auto" if text.strip().lower() == "auto" else bounded(int, 1, 10_000)(text)
 
 
 def split_dataset_list(text: str) -> list[str]:
@@ -220,9 +257,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
     ):
         parser.error("--strategies/--models: a name is given twice")
     n_points = len(datasets) * len(args.strategies) * len(args.models) * len(args.gpus)
-    if n_points * args.repeats > MAX_POINTS:
+    repeats = args.max_repeats if args.repeats == "auto" else args.repeats
+    if n_points * repeats > MAX_POINTS:
         parser.error(
-            f"--repeats {args.repeats}: the plan would hold {n_points * args.repeats} points "
+            f"--repeats {args.repeats}: the plan would hold {n_points * repeats} points "
             f"(at most {MAX_POINTS}); sweep fewer values"
         )
     if (args.alpha is None) != (args.beta is None):
@@ -248,6 +286,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[Dataset
             check_writable(args.out)
         except ValueError as exc:
             parser.error(f"--out: {exc}")
+    if args.plots is None:
+        args.plots = args.out.with_name(f"{args.out.stem}-plots")
+    if args.plots.exists() and not args.plots.is_dir():
+        parser.error(f"--plots: {args.plots} is not a directory")
     return args, datasets
 
 

@@ -8,11 +8,12 @@ import sys
 _PROBE = (
     "import bench.sweep.worker, psutil;"
     "m = psutil.Process().memory_full_info();"
-    "print(getattr(m, 'pss', m.rss))"
+    "print(getattr(m, 'uss', m.rss))"
 )
 
 
 def measure_rank_baseline() -> int:
-    """PSS bytes of a fresh process that imported everything a rank imports (torch, PyG, pgti)."""
+    """Private bytes (USS) of a fresh process that imported everything a rank imports (torch,
+    pgti): what each rank adds to a node whose parent already maps the shared libraries."""
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])

@@ -25,11 +25,13 @@ def print_plan(points: list[SweepPoint], predicted: dict, budget: int, baseline:
     for p in points:
         pred = predicted[p.key]
         note = "skip: over available memory" if pred > budget else ""
+        if p.validation:
+            note = (note + "; " if note else "") + "validation: checks the projection"
         print(
             f"{p.dataset:<28} {p.strategy:<12} {model_label(p.model, p.diffusion):<16} {p.world_size:>4} {p.mode:<9} "
             f"{p.local_ranks:>5} {pred / 2**30:>12.2f} GiB  {note}"
         )
     print(
-        f"available for ranks: {budget / 2**30:.1f} GiB; idle rank measured at {baseline / 2**20:.0f} MiB"
+        f"available for ranks: {budget / 2**30:.1f} GiB; idle rank measured at {baseline / 2**20:.0f} MiB private"
     )
     print("predictions: runtime + data only; a real run adds the model probe's training memory")

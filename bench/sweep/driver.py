@@ -12,21 +12,36 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 from tqdm import tqdm
 
 from bench.cli import one_line_data_errors
 from bench.perf.project import CommModel, load_calibration
+from bench.perf.validate import projection_errors
 from bench.sweep.args import parse_args
 from bench.sweep.baseline import measure_rank_baseline
 from bench.sweep.cluster import cluster_sweep
 from bench.sweep.console import point_line, print_plan
 from bench.sweep.faults import Stop, sigterm_as_interrupt
-from bench.sweep.guard import guard_point, parent_pss
+from bench.sweep.guard import guard_point, parent_resident
 from bench.sweep.launch import run_point
-from bench.sweep.plan import SweepPoint, plan_points, predict_node_peak
-from bench.sweep.results import DONE_STATUSES, append_row, finished_keys, new_run_id
+from bench.sweep.plan import (
+    SweepPoint,
+    cpu_rank_cap,
+    plan_points,
+    predict_node_peak,
+    with_validation,
+)
+from bench.sweep.repeats import annotate, previous_epochs, repeat_groups, repeat_rule, run_repeats
+from bench.sweep.results import (
+    DONE_STATUSES,
+    append_row,
+    finished_keys,
+    new_run_id,
+    read_results,
+)
 from bench.sweep.rows import failed_row, ok_row
 from pgti_core.data.datasets import DatasetSpec, load_dataset
 from pgti_core.data.errors import first_line
@@ -70,13 +85,14 @@ def comm_model(args: argparse.Namespace, quiet: bool) -> CommModel:
     return load_calibration(path)
 
 
-def run_info(n_gpus: int) -> dict:
+def run_info(n_gpus: int, threads_per_rank: int = 1) -> dict:
     """Fields shared by every row of this invocation (run id, git sha, device name, cores)."""
     system = describe_system()
     return {
         "run_id": new_run_id(),
         "git_sha": system.get("git_sha"),
         "cores": len(os.sched_getaffinity(0)),
+        "threads_per_rank": threads_per_rank,
         "device_name": (system.get("gpus") or [{}])[0].get("name")
         if n_gpus
         else f"cpu: {system.get('cpu_model', 'unknown')}",
@@ -97,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     avail = psutil.virtual_memory().available
     n_gpus = gpus_here()
     rpn = args.ranks_per_node or (n_gpus or 4)
-    max_local = args.max_local_ranks or max(1, min(64, int(0.5 * avail // baseline)))
+    memory_cap = args.max_local_ranks or max(1, min(64, int(0.5 * avail // baseline)))
+    cores = len(os.sched_getaffinity(0))
+    max_local = cpu_rank_cap(memory_cap, cores, args.threads_per_rank, args.oversubscribe)
+    rule = repeat_rule(args)
     points = plan_points(
         datasets,
         args.strategies,
         args.models,
         args.gpus,
-        repeats=args.repeats,
+        repeats=rule.cap,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -117,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         host_copy=args.host_copy,
         max_eval_steps=args.max_eval_steps,
     )
+    points = with_validation(points, n_gpus or max_local)
     by_label = {d.text: d for d in datasets}
     budget = int(avail * MEMORY_MARGIN)
     if args.dry_run:  # nothing built or probed: the runtime stands in for runtime + model
-        parent = parent_pss()
+        parent = parent_resident()
         predicted = {
             p.key: predict_node_peak(p, by_label[p.dataset], runtime=baseline, parent=parent)
             for p in points
@@ -131,35 +151,46 @@ def main(argv: list[str] | None = None) -> int:
     done = set() if args.force else finished_keys(args.out, DONE_STATUSES, damaged)
     for line in damaged[:10]:
         print(f"damaged row ignored, its point re-runs: {line}", file=sys.stderr)
-    todo = [p for p in points if p.key not in done]
+    previous = {k: v for k, v in previous_epochs(args.out).items() if k in done}
+    todo = [p for p in points if p.key not in previous]
     try:
         comm = comm_model(args, args.quiet) if any(p.mode == "emulated" for p in todo) else None
     except ValueError as exc:  # a damaged default calibration: nothing has run or been written
         print(f"python -m bench.run: error: {first_line(exc)}", file=sys.stderr)
         return 2
-    run = run_info(n_gpus)
+    run = run_info(n_gpus, args.threads_per_rank)
     if todo:  # one system description per invocation that runs something
         write_system_json(
             args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
-            extra={"rank_baseline_pss": baseline, "points": len(todo)},
+            extra={"rank_baseline_uss": baseline, "points": len(todo)},
         )
     if not args.quiet:
         print(
-            f"{len(points)} points, {len(points) - len(todo)} already in {args.out}, {len(todo)} to run "
-            f"(idle rank {baseline / 2**20:.0f} MiB, {max_local} local ranks at most)",
+            f"{len(points)} points, {len(points) - len(todo)} already in {args.out}, "
+            f"{len(todo)} to run at most (idle rank {baseline / 2**20:.0f} MiB private, {max_local} local "
+            f"ranks at most on {cores} usable cores{', oversubscribed' if args.oversubscribe else ''})",
             file=sys.stderr,
         )
-    bar = progress(todo, quiet=args.quiet, unit="point", leave=True)
-    statuses = []
+    bar = progress(total=len(todo), quiet=args.quiet, unit="point", leave=True)
+    statuses: list[str] = []
+
+    def measure(point: SweepPoint, values: list[float]) -> float | None:
+        bar.set_description(point.label)
+        row = run_one(point, by_label[point.dataset], run, baseline, budget, args, comm)
+        annotate(row, values, rule)
+        if point.validation:
+            row.update(projection_errors(row, read_results(args.out)))
+        append_row(args.out, row)
+        statuses.append(row["status"])
+        bar.update()
+        if not args.quiet:
+            tqdm.write(point_line(point, row))
+        return row["epoch_s_mean"] if row["status"] == "ok" else None
+
     try:
         with sigterm_as_interrupt():
-            for point in bar:
-                bar.set_description(point.label)
-                row = run_one(point, by_label[point.dataset], run, baseline, budget, args, comm)
-                append_row(args.out, row)
-                statuses.append(row["status"])
-                if not args.quiet:
-                    tqdm.write(point_line(point, row))
+            for group in repeat_groups(points):
+                run_repeats(group, rule, previous, measure)
     except KeyboardInterrupt as exc:
         bar.close()
         print(
@@ -169,11 +200,28 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + (exc.args[0] if isinstance(exc, Stop) else signal.SIGINT)
     bar.close()
     if not args.quiet:
-        print(f"wrote {len(todo)} rows to {args.out}", file=sys.stderr)
+        print(f"wrote {len(statuses)} rows to {args.out}", file=sys.stderr)
+    if not args.no_plots and args.out.exists():
+        draw_plots(args.out, args.plots, args.quiet)
     if statuses and all(s in ("failed", "killed") for s in statuses):
         print(f"every point failed; see the error column of {args.out}", file=sys.stderr)
         return 1
     return 0
+
+
+def draw_plots(csv: Path, out_dir: Path, quiet: bool) -> None:
+    """The sweep's speedup, efficiency and memory figures and summary.md, from the whole CSV."""
+    from bench.report.plot import make_plots
+
+    written = make_plots(read_results(csv), out_dir)
+    if not quiet:
+        scaling = [p.name for p in written if p.suffix == ".png" and p.name.startswith("scaling")]
+        memory = [p.name for p in written if p.suffix == ".png" and p.name.startswith("memory")]
+        print(
+            f"plots in {out_dir}/: speedup and efficiency {', '.join(scaling) or 'none'}; "
+            f"memory {', '.join(memory) or 'none'}; summary.md",
+            file=sys.stderr,
+        )
 
 
 def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: DistEnv) -> int:
@@ -189,7 +237,7 @@ def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: Dis
         args.strategies,
         args.models,
         [env.world_size],
-        repeats=args.repeats,
+        repeats=repeat_rule(args).cap,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -216,7 +264,7 @@ def main_cluster(args: argparse.Namespace, datasets: list[DatasetSpec], env: Dis
         )
         for p in points
     ]
-    run = run_info(n_gpus)
+    run = run_info(n_gpus, args.threads_per_rank)
     if env.is_main:
         write_system_json(
             args.out.with_name(f"{args.out.stem}.{run['run_id']}.system.json"),
@@ -247,14 +295,27 @@ def run_one(
         dask_scheduler=str(args.dask_scheduler_file) if args.dask_scheduler_file else None,
     )
     if res.status != "ok":
-        return failed_row(point, ds, run, res.status, res.error, guard.predicted, guard.probe)
-    return ok_row(
-        point,
-        ds,
-        run,
-        res.reports,
-        predicted=guard.predicted,
-        comm=comm,
-        probe=guard.probe,
-        node_peak=res.node_peak,
-    )
+        row = failed_row(point, ds, run, res.status, res.error, guard.predicted, guard.probe)
+    else:
+        row = ok_row(
+            point,
+            ds,
+            run,
+            res.reports,
+            predicted=guard.predicted,
+            comm=comm,
+            probe=guard.probe,
+            node_peak=res.node_peak,
+        )
+    if res.load is not None:
+        row.update(host_foreign_cpu_frac=res.load.foreign_frac, noisy=res.load.noisy)
+        if res.load.noisy:
+            row["notes"] = "; ".join(
+                n
+                for n in (
+                    row.get("notes"),
+                    f"noisy: other work took {res.load.foreign_frac:.0%} of the cores' time",
+                )
+                if n
+            )
+    return row

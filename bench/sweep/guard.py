@@ -34,10 +34,10 @@ class Guard:
     error: str = ""
 
 
-def parent_pss() -> int:
-    """PSS of this process (it samples the node, so it counts in the node's peak)."""
-    info = psutil.Process().memory_full_info()
-    return int(getattr(info, "pss", info.rss))
+def parent_resident() -> int:
+    """RSS of this process: it samples the node, so it counts in the node's footprint, and its
+    shared pages (the runtime's libraries) stand for the ones every rank maps as well."""
+    return int(psutil.Process().memory_info().rss)
 
 
 def probe_spec(point: SweepPoint, ds: DatasetSpec, edges: int, threads: int = 1) -> ProbeSpec:
@@ -64,8 +64,9 @@ def point_edges(point: SweepPoint, ds: DatasetSpec) -> int:
 def guard_point(
     point: SweepPoint, ds: DatasetSpec, budget: int, runtime: int, threads: int = 1
 ) -> Guard:
-    """Probe and predict ``point``; ``runtime`` (an idle rank) bounds it before the probe."""
-    parent = parent_pss()
+    """Probe and predict ``point``; ``runtime`` (an idle rank's private bytes) bounds it before
+    the probe. The probe's private runtime and its training growth give the rank's share."""
+    parent = parent_resident()
     floor = predict_node_peak(point, ds, runtime=runtime, parent=parent)
     if floor > budget:
         return Guard("skipped", floor, error=_over(floor, budget))
@@ -73,8 +74,10 @@ def guard_point(
         probe = model_probe(probe_spec(point, ds, point_edges(point, ds), threads))
     except ProbeError as exc:
         return Guard(exc.status, None, error=str(exc))
+    private = probe.host_runtime if probe.host_runtime_uss is None else probe.host_runtime_uss
+    growth = probe.host_model_peak - probe.host_runtime
     predicted = predict_node_peak(
-        point, ds, runtime=probe.host_runtime, model_peak=probe.host_model_peak, parent=parent
+        point, ds, runtime=private, model_peak=private + growth, parent=parent
     )
     if predicted > budget:
         return Guard("skipped", predicted, probe, _over(predicted, budget))

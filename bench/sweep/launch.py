@@ -3,7 +3,9 @@
 Each rank is its own process group leader so that a crash, a timeout, Ctrl-C or SIGTERM can kill
 the whole point (ranks and anything they started) and leave no orphans; a SIGKILL of the launcher
 takes its ranks with it (:mod:`bench.sweep.faults`). A rank killed by SIGKILL is ``oom`` only if
-the OOM killer's counter rose during the point, else ``killed``.
+the OOM killer's counter rose during the point, else ``killed``. Each rank is pinned to its own cores of this
+process's affinity mask (:func:`rank_cpus`), and the host's foreign CPU load while the point ran
+is measured (:mod:`bench.sweep.noise`).
 """
 
 from __future__ import annotations
@@ -24,34 +26,45 @@ from bench.sweep.faults import (
     oom_kills,
     owned_tempdir,
 )
+from bench.sweep.noise import ForeignLoad, NoiseMeter
 from bench.sweep.plan import SweepPoint
-from bench.sweep.worker import EXIT_OOM
+from bench.sweep.worker import CPUS_VAR, EXIT_OOM
 from pgti_core.dist.group import free_port
 from pgti_core.instruments.memory import HostMemorySampler
 
 GRACE_S = 5.0
-# the node sampler's CPU budget (share of one core): PSS of every process costs ~11 ms a read
+# the node sampler's CPU budget (share of one core): PSS/USS of every process costs ~11 ms a read
 NODE_OVERHEAD = 0.05
 
 
 @dataclass
 class PointResult:
     """What came back from one point: status, first error line, rank reports, wall time, and
-    the node's peak PSS (this process, its ranks and any Dask workers, sampled together)."""
+    the node's peak footprint (this process, its ranks and any Dask workers, sampled together,
+    every page counted once: :class:`~pgti_core.instruments.memory.MemorySample`)."""
 
     status: str
     error: str = ""
     reports: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
     node_peak: int | None = None
+    load: ForeignLoad | None = None  # the host's foreign CPU load while the point ran
+
+
+def rank_cpus(local_rank: int, threads: int, cpus: list[int]) -> list[int]:
+    """The cores of local rank ``local_rank``: ``threads`` consecutive cores of ``cpus`` of its
+    own (rank r gets cores r*threads ..), wrapping round only when the ranks oversubscribe."""
+    return [cpus[(local_rank * threads + i) % len(cpus)] for i in range(min(threads, len(cpus)))]
 
 
 def _rank_env(point: SweepPoint, local_rank: int, port: int, threads: int) -> dict[str, str]:
+    cpus = rank_cpus(local_rank, threads, sorted(os.sched_getaffinity(0)))
     env = dict(
         os.environ,
-        OMP_NUM_THREADS=str(threads),
+        OMP_NUM_THREADS=str(len(cpus)),
         PYTHONUNBUFFERED="1",
         **{PARENT_VAR: str(os.getpid())},
+        **{CPUS_VAR: ",".join(map(str, cpus))},
     )
     if point.mode == "measured":
         env.update(
@@ -98,6 +111,7 @@ def run_point(
         (work / "point.json").write_text(json.dumps(asdict(point)))
         port = free_port()
         procs: list[subprocess.Popen] = []
+        meter = NoiseMeter().start()
         t0, kills_before = time.perf_counter(), oom_kills()
         cluster = client = None
         node = HostMemorySampler(interval_s=interval_s, max_overhead=NODE_OVERHEAD, reset_hwm=False)
@@ -150,6 +164,7 @@ def run_point(
 
                 shutdown(client, cluster)
         wall = time.perf_counter() - t0
+        load = meter.stop()  # every rank and Dask worker is reaped by now
         reports, errors = _collect(work, point)
         # a rank's own account beats a bare exit code, but a rank that died of a signal wrote
         # nothing: then its peers' errors are consequences and the signal is the cause
@@ -163,7 +178,7 @@ def run_point(
         if status != "ok" and not error:
             error = _log_tail(work, point.local_ranks)
         return PointResult(
-            status, error, reports if status == "ok" else [], wall, node_report.peak.pss
+            status, error, reports if status == "ok" else [], wall, node_report.peak.footprint, load
         )
 
 

@@ -1,15 +1,18 @@
 """The sweep plan: which points run, in which mode, and how much memory each is predicted to need.
 
 A point is one (dataset, strategy, model, world size, repeat). Its mode is decided here:
-``measured`` when its ranks fit on this host (GPUs, or CPU ranks up to ``max_local_ranks``),
-``emulated`` otherwise (k real ranks play ranks 0..k-1 of the larger world).
+``measured`` when its ranks fit on this host (GPUs, or CPU ranks up to ``max_local_ranks``, which
+the driver caps at what the usable cores hold unless asked to oversubscribe), ``emulated``
+otherwise (k real ranks play ranks 0..k-1 of the larger world). A sweep with emulated points also
+emulates its largest measured world (:func:`with_validation`), so every projection sits beside a
+measurement of the same kind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from pgti_core.batching import WindowSpec, split_starts
 from pgti_core.data.datasets import DatasetSpec
@@ -43,6 +46,7 @@ class SweepPoint:
     diffusion: str = "paper"
     host_copy: str = "private"
     max_eval_steps: int | None = None
+    validation: bool = False  # an emulation of a world also measured, to check the projection
 
     @property
     def key(self) -> str:
@@ -56,12 +60,32 @@ class SweepPoint:
         ):
             if ident[name] == default:  # defaults: keys of rows written before them stay
                 del ident[name]
+        if not self.validation:  # keys of rows written before the field existed stay valid
+            ident.pop("validation")
         return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
         model = model_label(self.model, self.diffusion)
-        return f"{self.dataset} {self.strategy} {model} P={self.world_size} r{self.repeat}"
+        tag = " (validation)" if self.validation else ""
+        return f"{self.dataset} {self.strategy} {model} P={self.world_size}{tag} r{self.repeat}"
+
+    @property
+    def config_key(self) -> tuple:
+        """What repeats and modes of one configuration share (for repeats and validation)."""
+        return (
+            self.dataset,
+            self.strategy,
+            self.model,
+            self.diffusion,
+            self.host_copy,
+            self.world_size,
+            self.epochs,
+            self.batch_size,
+            self.max_steps,
+            self.max_eval_steps,
+            self.dask_contiguous,
+        )
 
     def run_config(self) -> RunConfig:
         return RunConfig(
@@ -149,6 +173,64 @@ def plan_points(
     return points
 
 
+def cpu_rank_cap(memory_cap: int, cores: int, threads_per_rank: int, oversubscribe: bool) -> int:
+    """Most CPU ranks a point runs for real here: what memory allows and, unless
+    ``oversubscribe``, what the usable cores hold at ``threads_per_rank`` each (at least one).
+
+    Ranks beyond the cores share them, so their times measure contention, not scaling.
+    """
+    if oversubscribe:
+        return memory_cap
+    return max(1, min(memory_cap, cores // threads_per_rank))
+
+
+def with_validation(points: list[SweepPoint], local_cap: int) -> list[SweepPoint]:
+    """``points`` plus, for each configuration with emulated worlds, an emulation of the largest
+    world that runs measured here (measured too if the sweep did not ask for it).
+
+    The pair checks the projection on this host: same data placement, real ranks without a
+    process group, the all-reduce modelled. Nothing is added when no world above one fits.
+    """
+    world = min(local_cap, max((p.world_size for p in points), default=1))
+    if world < 2:
+        return points
+    out: list[SweepPoint] = []
+    groups: dict[tuple, list[SweepPoint]] = {}
+    for p in points:
+        groups.setdefault((p.dataset, p.strategy, p.model), []).append(p)
+    for group in groups.values():
+        out += group
+        emulated = [p for p in group if p.mode == "emulated"]
+        if not emulated:
+            continue
+        base = emulated[0]
+        have = {(p.world_size, p.repeat) for p in group if p.mode == "measured"}
+        reps = sorted({p.repeat for p in group})
+        measured = [
+            replace(
+                base,
+                world_size=world,
+                repeat=r,
+                mode="measured",
+                local_ranks=world,
+                ranks_per_node=world,
+            )
+            for r in reps
+            if (world, r) not in have
+        ]
+        k = min(world, base.ranks_per_node, base.local_ranks)
+        checks = measured + [
+            replace(base, world_size=world, repeat=r, local_ranks=k, validation=True) for r in reps
+        ]
+        # right after the group's runs up to that world: the pair sees the same host load
+        start = len(out) - len(group)
+        at = max(
+            (i for i in range(start, len(out)) if out[i].world_size <= world), default=start - 1
+        )
+        out[at + 1 : at + 1] = checks
+    return out
+
+
 def analytic_bytes(point: SweepPoint, ds: DatasetSpec, rank: int = 0) -> dict[str, int]:
     """What ``point``'s strategy keeps resident on ``rank`` (train + val + test), from shapes alone.
 
@@ -209,7 +291,7 @@ def predict_node_peak(
     model_peak: int | None = None,
     parent: int = 0,
 ) -> int:
-    """Predicted peak host bytes (PSS) of this host's share of ``point``.
+    """Predicted peak host footprint (bytes, every page once) of this host's share of ``point``.
 
     Per rank the peak is the larger of the build (``runtime`` + the strategy's data + its build
     transients) and training (``model_peak``, the probe's runtime + model + batch, + the data);
@@ -217,9 +299,12 @@ def predict_node_peak(
     The node adds ``parent`` (the process sampling it) and a Dask cluster's windows.
 
     Args:
-        runtime: an idle rank's PSS (probe or :func:`~bench.sweep.baseline.measure_rank_baseline`).
-        model_peak: the probe's peak PSS of a training step (includes ``runtime``).
-        parent: PSS of the parent that launches and samples the ranks.
+        runtime: an idle rank's private bytes, USS (probe or
+            :func:`~bench.sweep.baseline.measure_rank_baseline`).
+        model_peak: the rank's private bytes at the peak of a training step (``runtime`` + the
+            probe's growth).
+        parent: RSS of the parent that launches and samples the ranks; its shared pages are the
+            runtime's libraries, which the ranks map too and the node holds once.
     """
     total = parent + cluster_bytes(point, ds)
     for r in range(point.local_ranks):

@@ -54,7 +54,8 @@ SCHEMA: dict[str, str] = {
     "global_batch": "int",
     "epochs": "int",
     "steps_per_rank": "int",
-    "oversubscribed": "bool",
+    "oversubscribed": "bool",  # local ranks x threads per rank above the usable cores
+    "validation": "bool",  # an emulation of a world also measured here (projection check)
     "host_copy": "str",  # index: private (one copy per rank) or shared (one per node)
     # time (seconds unless named otherwise)
     "prep_s": "float",
@@ -62,10 +63,14 @@ SCHEMA: dict[str, str] = {
     "total_s": "float",
     "epoch_s_mean": "float",
     "epoch_s_std": "float",
+    "epoch_s_ci95": "float",  # 95% half-width (Student t) of the mean over the repeats so far
+    "repeats_stop": "str",  # on a configuration's last repeat: "target" (interval reached) or "cap"
     "step_ms_p50": "float",
     "step_ms_p95": "float",
     "samples_per_s": "float",
     "data_wait_frac": "float",
+    "host_foreign_cpu_frac": "float",  # share of the usable cores' time other work took meanwhile
+    "noisy": "bool",  # host_foreign_cpu_frac above bench.sweep.noise.NOISY_FRAC
     # memory (bytes)
     "host_peak_pss_max_rank": "int",
     "host_peak_rss_max_rank": "int",
@@ -96,6 +101,8 @@ SCHEMA: dict[str, str] = {
     "data_bytes_per_step": "int",
     "cluster_memory_bytes": "int",
     "model_gather_s": "float",
+    "projection_err_epoch_frac": "float",  # validation rows: emulated / measured epoch time - 1
+    "projection_err_pss_frac": "float",  # validation rows: same for peak PSS per rank
     "notes": "str",
 }
 COLUMNS: tuple[str, ...] = tuple(SCHEMA)

@@ -66,7 +66,8 @@ def identity(point: SweepPoint, run: dict, status: str, error: str = "") -> dict
         "batch_per_rank": point.batch_size,
         "global_batch": point.batch_size * point.world_size,
         "epochs": point.epochs,
-        "oversubscribed": point.local_ranks > run["cores"],
+        "oversubscribed": point.local_ranks * run.get("threads_per_rank", 1) > run["cores"],
+        "validation": point.validation,
         "host_copy": point.host_copy,
     }
 
@@ -175,7 +176,8 @@ def ok_row(
         notes.append(f"device memory: {dev[0]['reason']}")
     if row["oversubscribed"]:
         notes.append(
-            f"oversubscribed: {point.local_ranks} ranks on {run['cores']} cores, times do not measure scaling"
+            f"oversubscribed: {point.local_ranks} ranks x {run.get('threads_per_rank', 1)} threads "
+            f"on {run['cores']} cores, times do not measure scaling"
         )
     val_s = _max(mean(r["val_s"]) for r in reports) or 0.0
     if point.mode == "measured":
@@ -192,8 +194,9 @@ def ok_row(
         row.update(_projected(point, reports, steps, prep, val_s, comm))
         notes.append(
             f"emulated: {len(reports)} real ranks of {point.world_size}; epoch time projected with "
-            f"all-reduce alpha={comm.alpha_s:.3g} s, beta={comm.beta_Bps:.3g} B/s ({comm.source}); "
-            "quality columns cover the real ranks' shards only"
+            f"all-reduce alpha={comm.alpha_s:.3g} s, beta={comm.beta_Bps:.3g} B/s ({comm.source}) "
+            f"and a wait for the slowest real rank of {straggler_wait_s(reports) * 1e3:.1f} ms "
+            "per step; quality columns cover the real ranks' shards only"
         )
     row["notes"] = "; ".join(notes)
     return row
@@ -226,6 +229,7 @@ def _projected(
         world_size=point.world_size,
         model=comm,
         gather_s_per_step=gather["projected_s"],
+        wait_s_per_step=straggler_wait_s(reports),
     )
     epoch_s = proj["epoch_s"]
     batch_samples = reports[0]["times"]["samples"] / max(point.epochs, 1) * point.world_size
@@ -239,6 +243,23 @@ def _projected(
         "model_beta_Bps": comm.beta_Bps,
         "model_gather_s": gather["projected_s"] if point.strategy == "standard-dask" else None,
     }
+
+
+def straggler_wait_s(reports: list[dict]) -> float:
+    """Seconds per step the real ranks would wait for the slowest of them at each step.
+
+    DDP ranks meet at every step's all-reduce, so a synchronized epoch lasts the sum over steps
+    of the slowest rank's step, not the slowest rank's sum: under contention the ranks' steps
+    vary independently and the difference is real time. Estimated from the real ranks' per-step
+    times, paired by step index (the waiting caused by ranks beyond the real ones is not modelled).
+    """
+    paces = [r.get("step_s") or [] for r in reports]
+    n = min(len(p) for p in paces)
+    if len(paces) < 2 or n == 0:
+        return 0.0
+    synced = sum(max(p[i] for p in paces) for i in range(n)) / n
+    slowest = max(sum(p[:n]) / n for p in paces)
+    return max(0.0, synced - slowest)
 
 
 def _projected_gather(point: SweepPoint, reports: list[dict]) -> dict[str, float]:

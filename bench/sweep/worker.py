@@ -31,6 +31,26 @@ from pgti_core.train.run import World, run
 EXIT_OOM = 3
 EXIT_FAILED = 4
 FAULT_VAR = "PGTI_FAULT"
+CPUS_VAR = "PGTI_RANK_CPUS"  # set by bench.sweep.launch: the cores this rank runs on
+
+
+def pin_to_cores() -> list[int]:
+    """Pin every thread of this process to the cores in ``$PGTI_RANK_CPUS`` (if set) and use as
+    many torch threads; returns the cores this process may run on.
+
+    Every existing thread is pinned (``sched_setaffinity`` acts per thread); threads started
+    later inherit the mask. Under a cluster launcher the variable is unset and its binding stays.
+    """
+    spec = os.environ.get(CPUS_VAR)
+    if spec:
+        cpus = {int(c) for c in spec.split(",")}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), cpus)
+            except ProcessLookupError:  # a thread that ended meanwhile
+                pass
+        torch.set_num_threads(len(cpus))
+    return sorted(os.sched_getaffinity(0))
 
 
 def inject_fault(rank: int) -> None:
@@ -98,6 +118,7 @@ def measure_rank(
         "status": "ok",
         "summary": outcome.summary(),
         "times": asdict(times),
+        "step_s": outcome.result.times.step_seconds(),  # emulation: the ranks' per-step pace
         "val_s": [r.val_s for r in outcome.result.epochs],
         "host_memory": asdict(host),
         "host_overhead_frac": host.overhead_frac,
@@ -129,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "--interval", type=float, default=0.05, help="memory sampling interval in seconds"
     )
     args = p.parse_args(argv)
+    cpus = pin_to_cores()
     point = SweepPoint(**json.loads(Path(args.point).read_text()))
     out = Path(args.report_dir)
     if args.emulate_rank is not None:
@@ -143,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             report = measure_rank(point, world, args.interval, args.dask_scheduler)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes a status
             return _fail(out, rank, exc)
-        _write_json(out / f"rank{rank}.json", [report])
+        _write_json(out / f"rank{rank}.json", [dict(report, cpus=cpus)])
         return 0
     env = detect_env()
     try:
@@ -152,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 env.rank, env.world_size, device_for(env, point.backend), ddp=env.world_size > 1
             )
             report = measure_rank(point, world, args.interval, args.dask_scheduler)
-            reports = gather_objects(report)
+            reports = gather_objects(dict(report, cpus=cpus))
     except BaseException as exc:  # noqa: BLE001
         return _fail(out, env.rank, exc)
     if env.rank == 0:

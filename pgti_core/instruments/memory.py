@@ -71,11 +71,19 @@ class PhaseProbe(Protocol):
 
 @dataclass(frozen=True)
 class MemorySample:
-    """Bytes of a process tree at one instant; ``pss``/``uss`` are ``None`` in RSS-only samples."""
+    """Bytes of a process tree at one instant; ``pss``/``uss``/``footprint`` are ``None`` in
+    RSS-only samples.
+
+    ``footprint`` counts every resident page of the tree once, whoever else maps it: the sum of
+    the processes' private pages (USS) plus the largest process's shared pages (RSS - USS; the
+    tree's processes map the same runtime). Unlike summed PSS it does not shrink when a process
+    outside the tree maps the same libraries, so it is what a node of ranks costs.
+    """
 
     rss: int
     pss: int | None = None
     uss: int | None = None
+    footprint: int | None = None
 
 
 @dataclass
@@ -351,6 +359,7 @@ class HostMemorySampler:
 
     def _read_tree(self, full: bool) -> MemorySample:
         rss, pss, uss = 0, 0 if full else None, 0 if full else None
+        shared = 0
         for proc in self._procs:
             try:
                 info = proc.memory_full_info() if full else proc.memory_info()
@@ -370,4 +379,7 @@ class HostMemorySampler:
                 self._pss_available, self._note = False, "PSS not provided by this OS"
             pss = None if p is None or pss is None else pss + p
             uss = None if u is None or uss is None else uss + u
-        return MemorySample(rss=rss, pss=pss, uss=uss)
+            if u is not None:
+                shared = max(shared, info.rss - u)
+        footprint = None if uss is None else uss + shared
+        return MemorySample(rss=rss, pss=pss, uss=uss, footprint=footprint)

@@ -174,6 +174,10 @@ class StepTimes:
             raise ValueError(f"seconds: expected a non-negative epoch time, got {seconds}")
         self._epochs.append(float(seconds))
 
+    def step_seconds(self) -> list[float]:
+        """Every recorded step's total seconds (data + compute + optimizer), in order."""
+        return [sum(parts) for parts in self._steps]
+
     def summary(self) -> StepSummary:
         """Percentiles, throughput and time shares over all recorded steps and epochs."""
         parts = np.asarray(self._steps, dtype=np.float64).reshape(-1, len(STEP_PARTS))
