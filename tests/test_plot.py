@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from bench.report.charts import bars_figure
@@ -79,6 +81,11 @@ def test_speedup_efficiency_and_vs_standard_are_derived_exactly(sweep_csv):
             assert r["efficiency"] == pytest.approx(1.0, rel=1e-9)
             assert r["vs_standard"] == pytest.approx(STRATEGIES["standard"][1] / t1, rel=1e-9)
             assert r["total_s_sd"] > 0  # repeats differ by 2%
+            # two runs at -1%/+1%: each mean's 95% half-width is t(1) 12.706 x 1% of it
+            rel = math.sqrt(2) * 12.706 * 0.01
+            assert r["speedup_ci95"] == pytest.approx(0.0 if p == 1 else p * rel, rel=1e-3)
+            if s != "standard":
+                assert r["vs_standard_ci95"] == pytest.approx(r["vs_standard"] * rel, rel=1e-3)
         assert agg.loc[(s, 1), "speedup_sd"] == 0.0
     assert (agg["epoch_s_mean_sd"] > 0).all() and (agg["epoch_s_mean_sd"] != 0.01).all()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.sweep.repeats import t975
 from pgti_core.data.datasets import parse_dataset_spec
 
 FLOAT_BYTES = 4
@@ -115,8 +116,16 @@ def _ratio_sd(r: pd.Series, m1, s1, m2, s2) -> pd.Series:
     return r.abs() * np.sqrt((s1.fillna(0) / m1) ** 2 + (s2.fillna(0) / m2) ** 2)
 
 
+def _half95(sd: pd.Series, n: pd.Series) -> pd.Series:
+    """Student-t 95% half-width of a mean from its repeats' std and count (NaN below two runs)."""
+    t = n.map(lambda k: t975(int(k) - 1) if pd.notna(k) and k >= 2 else np.nan)
+    return t.astype("float64") * sd.astype("float64") / np.sqrt(n.astype("float64"))
+
+
 def with_speedups(agg: pd.DataFrame, time_col: str = "total_s") -> pd.DataFrame:
-    """Add ``base_world``, ``base_time``, ``speedup``, ``efficiency``, ``vs_standard`` (with ``_sd``).
+    """Add ``base_world``, ``base_time``, ``speedup``, ``efficiency``, ``vs_standard`` (with
+    ``_sd`` and ``_ci95``: the ratio's std and its 95% half-width, each mean's Student-t
+    half-width over its repeats propagated to first order; NaN when a side ran once).
 
     ``speedup`` is T(P0)/T(P) for the same strategy, P0 its smallest measured world (its smallest
     world if none was measured); ``efficiency`` = speedup / (P/P0); ``vs_standard`` is
@@ -129,41 +138,56 @@ def with_speedups(agg: pd.DataFrame, time_col: str = "total_s") -> pd.DataFrame:
     if time_col not in TIME_COLUMNS:
         raise ValueError(f"time_col: {time_col!r} is not one of {', '.join(TIME_COLUMNS)}")
     out = agg.copy()
+    runs = out["n_ok"] if "n_ok" in out else pd.Series(0, index=out.index)
+    out["_half"] = _half95(out[f"{time_col}_sd"], runs)
     line = list(FACETS) + ["strategy"]
     cand = out[out[time_col].notna()].assign(_measured=out["mode"] != "emulated")
     base = (
         cand.sort_values(["_measured", "world_size"], ascending=[False, True])
         .groupby(line, dropna=False)
-        .head(1)[line + ["world_size", "mode", time_col, f"{time_col}_sd"]]
+        .head(1)[line + ["world_size", "mode", time_col, f"{time_col}_sd", "_half"]]
         .rename(
             columns={
                 "world_size": "base_world",
                 "mode": "_bmode",
                 time_col: "base_time",
                 f"{time_col}_sd": "_bsd",
+                "_half": "_bhalf",
             }
         )
     )
     out = out.merge(base, on=line, how="left")
-    t, sd = out[time_col], out[f"{time_col}_sd"]
+    t, sd, half = out[time_col], out[f"{time_col}_sd"], out["_half"]
     out["speedup"] = out["base_time"] / t
     is_base = (out["world_size"] == out["base_world"]) & (out["mode"] == out["_bmode"])
     out["speedup_sd"] = _ratio_sd(out["speedup"], out["base_time"], out["_bsd"], t, sd).where(
         ~is_base, 0.0
     )
+    out["speedup_ci95"] = _ratio_half(out["speedup"], out["base_time"], out["_bhalf"], t, half)
+    out["speedup_ci95"] = out["speedup_ci95"].where(~is_base, 0.0)
     scale = out["world_size"].astype("float64") / out["base_world"].astype("float64")
     out["efficiency"] = out["speedup"] / scale
     out["efficiency_sd"] = out["speedup_sd"] / scale
+    out["efficiency_ci95"] = out["speedup_ci95"] / scale
     keys = list(FACETS) + ["world_size", "mode"]
-    std = out[out["strategy"] == BASELINE][keys + [time_col, f"{time_col}_sd"]].rename(
-        columns={time_col: "_st", f"{time_col}_sd": "_ssd"}
+    std = out[out["strategy"] == BASELINE][keys + [time_col, f"{time_col}_sd", "_half"]].rename(
+        columns={time_col: "_st", f"{time_col}_sd": "_ssd", "_half": "_shalf"}
     )
     out = out.merge(std, on=keys, how="left")
     out["vs_standard"] = out["_st"] / out[time_col]
+    not_base = out["strategy"] != BASELINE
     out["vs_standard_sd"] = _ratio_sd(out["vs_standard"], out["_st"], out["_ssd"], t, sd).where(
-        out["strategy"] != BASELINE, 0.0
+        not_base, 0.0
     )
-    return out.drop(columns=["_bmode", "_bsd", "_st", "_ssd"])
+    out["vs_standard_ci95"] = _ratio_half(
+        out["vs_standard"], out["_st"], out["_shalf"], t, out["_half"]
+    ).where(not_base, 0.0)
+    return out.drop(columns=["_bmode", "_bsd", "_bhalf", "_st", "_ssd", "_shalf", "_half"])
+
+
+def _ratio_half(r: pd.Series, m1, h1, m2, h2) -> pd.Series:
+    """95% half-width of r = m1/m2 from the two means' half-widths (NaN if either is unknown)."""
+    return r.abs() * np.sqrt((h1 / m1) ** 2 + (h2 / m2) ** 2)
 
 
 def left_out(df: pd.DataFrame) -> pd.DataFrame:
@@ -329,7 +353,9 @@ def summary_markdown(
         "",
         f"{len(df)} row(s): "
         + ", ".join(f"{n} {s or '?'}" for s, n in df["status"].value_counts().items())
-        + ". Values are mean ± std over repeats of `status == ok` rows. "
+        + ". Times and rates are mean ± std over repeats of `status == ok` rows; speedup, "
+        f"vs {BASELINE} and efficiency carry their 95% interval (each mean's Student-t "
+        "half-width over its repeats, propagated to first order; none where a side ran once). "
         f"Speedup = T(P0)/T(P) of the same strategy with T = `{time_col}` and P0 its smallest "
         f"measured world; efficiency = speedup/(P/P0); vs {BASELINE} = T_{BASELINE}(P)/T(P). "
         "Emulated rows have projected times and measured per-rank memory.",
@@ -350,8 +376,8 @@ def summary_markdown(
             rows.append([
                 r.strategy, _int(r.world_size), r.mode, runs,
                 plus_minus(r.total_s, r.total_s_sd), plus_minus(r.epoch_s_mean, r.epoch_s_mean_sd),
-                plus_minus(r.samples_per_s, r.samples_per_s_sd), plus_minus(r.speedup, r.speedup_sd, _ratio),
-                plus_minus(r.vs_standard, r.vs_standard_sd, _ratio), plus_minus(r.efficiency, r.efficiency_sd, _ratio),
+                plus_minus(r.samples_per_s, r.samples_per_s_sd), plus_minus(r.speedup, r.speedup_ci95, _ratio),
+                plus_minus(r.vs_standard, r.vs_standard_ci95, _ratio), plus_minus(r.efficiency, r.efficiency_ci95, _ratio),
                 fmt_bytes(r.host_peak_pss_max_rank), fmt_bytes(r.host_peak_node),
                 fmt_bytes(r.device_peak_allocated), fmt_bytes(r.analytic_host_bytes),
             ])  # fmt: skip
