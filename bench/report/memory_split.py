@@ -21,7 +21,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-KEYS = ("dataset", "model", "strategy", "world_size", "host_copy")
+from bench.report.summary import dataset_title  # noqa: E402
+
+KEYS = ("dataset", "model", "strategy", "world_size", "mode", "host_copy")
 _GIB = 2**30
 _COLORS = {"runtime": "#9e9e9e", "model": "#4c72b0", "data": "#dd8452", "floor": "white"}
 
@@ -47,7 +49,9 @@ def split_table(df: pd.DataFrame) -> pd.DataFrame:
     ok["peak"] = ok["host_peak_pss_max_rank"].astype(float)
     ok["node"] = ok["host_peak_node"].astype(float)
     ok["predicted"] = ok["predicted_peak_node"].astype(float)
+    ok = ok.astype({"nodes": float, "steps": float})
     cols = ["runtime", "model_mem", "data", "peak", "data_floor", "batch2", "node", "predicted"]
+    cols += ["nodes", "steps"]
     out = ok.groupby(list(KEYS), sort=False)[cols].median().reset_index()
     out["data_over_floor"] = out["data"] / (1.10 * out["data_floor"] + out["batch2"])
     out["guard_error"] = out["predicted"] / out["node"] - 1
@@ -73,11 +77,14 @@ def split_figure(table: pd.DataFrame) -> Figure | None:
         floor = (part["runtime"] + part["model_mem"] + part["data_floor"]).to_numpy() / _GIB
         ax.bar(x + 0.2, floor, 0.38, color="white", edgecolor="black", hatch="//")
         labels = [
-            f"{r.strategy}\nP={r.world_size}" + ("\nshared" if r.host_copy == "shared" else "")
+            f"{r.strategy}\nP={r.world_size}"
+            + ("\nshared" if r.host_copy == "shared" else "")
+            + ("\nemulated" if r.mode == "emulated" else "")
             for r in part.itertuples()
         ]
         ax.set_xticks(x, labels, fontsize=8)
-        ax.set_title(name, fontsize=10)
+        first = part.iloc[0]
+        ax.set_title(dataset_title(name, int(first["nodes"]), int(first["steps"])), fontsize=10)
         ax.set_ylabel("peak host PSS of the largest rank (GiB)")
         ax.grid(axis="y", alpha=0.3)
     handles = [
