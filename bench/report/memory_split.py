@@ -119,7 +119,8 @@ def split_markdown(df: pd.DataFrame) -> str:
     lines.append("")
     rows = [
         [
-            r.dataset, r.strategy, str(r.world_size), r.host_copy, fmt_bytes(r.peak),
+            r.dataset, r.strategy, f"{r.world_size}{' emulated' if r.mode == 'emulated' else ''}",
+            r.host_copy, fmt_bytes(r.peak),
             fmt_bytes(r.runtime), fmt_bytes(r.model_mem), fmt_bytes(r.data), fmt_bytes(r.data_floor),
             f"{r.data_over_floor:.2f}", fmt_bytes(r.node), fmt_bytes(r.predicted),
             f"{r.guard_error:+.1%}",
