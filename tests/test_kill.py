@@ -130,14 +130,7 @@ def test_a_rank_dies_when_its_parent_is_killed(tmp_path):
         "print(child.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=_env(tmp_path)
-    )
-    child = psutil.Process(int(parent.stdout.readline()))
-    assert _alive(child)
-    parent.kill()
-    parent.wait()
-    _wait_for(lambda: not _alive(child), 10, "the child to die with its parent")
+    _kill_parent_then_wait_for_child(tmp_path, code, "the child to die with its parent")
 
 
 def test_the_parent_watch_kills_an_orphaned_rank(tmp_path):
@@ -151,6 +144,11 @@ def test_the_parent_watch_kills_an_orphaned_rank(tmp_path):
         "print(child.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
+    _kill_parent_then_wait_for_child(tmp_path, code, "the orphan to kill itself")
+
+
+def _kill_parent_then_wait_for_child(tmp_path, code: str, what: str) -> None:
+    """Run ``code`` (it prints its child's pid), SIGKILL it, and wait 10 s for the child to go."""
     parent = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=_env(tmp_path)
     )
@@ -158,4 +156,4 @@ def test_the_parent_watch_kills_an_orphaned_rank(tmp_path):
     assert _alive(child)
     parent.kill()
     parent.wait()
-    _wait_for(lambda: not _alive(child), 10, "the orphan to kill itself")
+    _wait_for(lambda: not _alive(child), 10, what)

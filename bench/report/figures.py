@@ -314,7 +314,7 @@ STAGE_FUNCS: dict[str, Callable[[Context], list[Path]]] = {
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m bench.figures", description=__doc__)
     p.add_argument("--scale", choices=list(SCALES), default="small",
-                   help="run sizes: small runs here in about 10 minutes, full is the paper's "
+                   help="run sizes: small runs here in about 34 minutes, full is the paper's "
                         "(default: %(default)s)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("plots/paper"),
                    help="directory of the figures and tables (default: %(default)s)")  # fmt: skip
