@@ -5,7 +5,7 @@ spawns local ranks (gloo on CPU, NCCL when every rank has a GPU), times ``all_re
 buffers at each size (per iteration the slowest rank), and fits the ring formula
 ``t = 2 (P-1) alpha + 2 (P-1)/P * n / beta`` to each size's fastest iteration: scheduling on a
 shared host only ever adds time, so the minimum is the link's own cost, and it stays put when
-another job loads the cores (a median of a loaded run measured 7x the link's cost at 64 KiB).
+another job loads the cores (under load the 64 KiB median came out 7x the fitted line).
 The medians are recorded beside it (``times_median_s``).
 """
 

@@ -21,7 +21,7 @@ from bench.report.axes import (
 )
 from bench.report.paper import DISTRIBUTED_INDEX, STANDARD_DDP, outdir
 from bench.report.summary import aggregate
-from bench.sweep.repeats import t975
+from bench.sweep.repeats import half95
 
 
 def _pick(present: set[str], choices: Sequence[str]) -> str | None:
@@ -44,7 +44,7 @@ def speedup_at_largest(agg: pd.DataFrame, slow: str, fast: str) -> dict | None:
         n = int(r["n_ok"])
         t[s] = float(r["total"])
         sd = 0.0 if pd.isna(r["total_sd"]) else float(r["total_sd"])
-        half[s] = t975(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+        half[s] = half95(sd, n)
         modes[s] = str(r["mode"])
     ratio = t[slow] / t[fast]
     rel = math.hypot(half[slow] / t[slow], half[fast] / t[fast])

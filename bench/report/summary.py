@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.sweep.repeats import t975
+from bench.sweep.repeats import half95
 from pgti_core.data.datasets import parse_dataset_spec
 
 FLOAT_BYTES = 4
@@ -118,8 +118,8 @@ def _ratio_sd(r: pd.Series, m1, s1, m2, s2) -> pd.Series:
 
 def _half95(sd: pd.Series, n: pd.Series) -> pd.Series:
     """Student-t 95% half-width of a mean from its repeats' std and count (NaN below two runs)."""
-    t = n.map(lambda k: t975(int(k) - 1) if pd.notna(k) and k >= 2 else np.nan)
-    return t.astype("float64") * sd.astype("float64") / np.sqrt(n.astype("float64"))
+    pairs = zip(sd.astype("float64"), n.fillna(0).astype(int), strict=True)
+    return pd.Series([half95(s, k) for s, k in pairs], index=sd.index, dtype="float64")
 
 
 def with_speedups(agg: pd.DataFrame, time_col: str = "total_s") -> pd.DataFrame:

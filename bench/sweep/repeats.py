@@ -35,11 +35,16 @@ def t975(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.95996 + 2.3722 / df
 
 
+def half95(sd: float, n: int) -> float:
+    """Student-t 95% half-width of a mean of ``n`` runs with sample std ``sd`` (NaN below two)."""
+    return t975(n - 1) * sd / math.sqrt(n) if n >= 2 else math.nan
+
+
 def ci95(values: Sequence[float]) -> float | None:
     """Half-width of the 95% confidence interval of the mean of ``values`` (None below two)."""
     if len(values) < 2:
         return None
-    return t975(len(values) - 1) * stdev(values) / math.sqrt(len(values))
+    return half95(stdev(values), len(values))
 
 
 @dataclass(frozen=True)
