@@ -48,7 +48,8 @@ def test_prefetched_batches_do_not_alias_the_staging_slots():
     series = random_series(steps=300)
     reference = _make("index", series)
     plan = reference.plan()
-    held = list(Prefetcher(reference.gather, reference.gather_shapes(), "cpu")(plan))
+    prefetch = Prefetcher(reference.stage, reference.unpack, reference.stage_shape(), "cpu")
+    held = list(prefetch(plan))
     assert len(held) == len(plan)  # every batch kept while the two slots were refilled
     for starts, (x, y) in held:
         xr, yr = reference.batch(starts)
@@ -58,22 +59,27 @@ def test_prefetched_batches_do_not_alias_the_staging_slots():
 def test_prefetcher_keeps_one_batch_ahead_in_two_slots_gathered_in_place():
     calls, targets = [], []
 
-    def gather(starts, out):
+    def stage(starts, out):
         calls.append(int(starts[0]))
-        targets.append(out[0].data_ptr())
-        x, y = (b[: len(starts)] for b in out)
-        x.fill_(float(starts[0]))
-        y.fill_(float(starts[0]) + 1)
+        targets.append(out.data_ptr())
+        block = out[: len(starts)]
+        block[:, :3].fill_(float(starts[0]))
+        block[:, 3:].fill_(float(starts[0]) + 1)
+        return block
+
+    def unpack(block):
+        x, y = block.split((3, 3), dim=1)
         return x, y
 
-    prefetch = Prefetcher(gather, [(2, 3), (2, 3)], "cpu")
+    prefetch = Prefetcher(stage, unpack, (2, 6), "cpu")
     it = prefetch([np.array([i, i + 1]) for i in range(0, 10, 2)])
     starts, (x, _) = next(it)
     assert int(starts[0]) == 0 and calls == [0, 2]  # batch 1 was gathered before 0 was handed over
     assert torch.equal(x, torch.zeros(2, 3))
     rest = list(it)
     assert [int(s[0]) for s, _ in rest] == [2, 4, 6, 8] and calls == [0, 2, 4, 6, 8]
-    slots = [s.buffers[0].data_ptr() for s in prefetch._slots]
+    assert all(torch.equal(y, torch.full((2, 3), s[0] + 1.0)) for s, (_, y) in rest)
+    slots = [s.buffer.data_ptr() for s in prefetch._slots]
     assert targets == [slots[i % 2] for i in range(5)]  # gathered straight into the slots
 
 

@@ -68,19 +68,6 @@ def _normalized(block: np.ndarray, a: int, b: int, normalizer: Normalizer) -> np
     return normalizer.apply_(block)
 
 
-def gather_windows(
-    buf: torch.Tensor, rows: torch.Tensor, length: int, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``[B, length, ...]`` windows of ``buf`` starting at ``rows``, in one vectorized gather.
-
-    ``out`` (at least ``B * length`` rows of ``buf``'s shape) receives the gather instead of a new
-    tensor, so a caller can reuse one buffer across batches; the result is a view of it.
-    """
-    idx = (rows[:, None] + torch.arange(length, device=rows.device)).reshape(-1)
-    dest = None if out is None else out[: len(idx)]
-    return torch.index_select(buf, 0, idx, out=dest).view(len(rows), length, *buf.shape[1:])
-
-
 class Strategy(ABC):
     """One rank's batching of one split.
 

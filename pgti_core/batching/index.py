@@ -6,19 +6,14 @@ on the device (streamed there in chunks) and gathers there, so batches never cro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from pgti_core.batching.base import (
-    Batch,
-    Strategy,
-    gather_windows,
-    load_normalized,
-    read_normalized,
-)
-from pgti_core.batching.gather import WindowGather, split_window
+from pgti_core.batching.base import Batch, Strategy, load_normalized, read_normalized
+from pgti_core.batching.gather import WindowGather
 from pgti_core.batching.host_copy import check_host_copy, shared_normalized
 from pgti_core.batching.prefetch import Prefetcher
 
@@ -49,7 +44,6 @@ class IndexStrategy(Strategy):
         **kwargs,
     ) -> None:
         self.pin_memory = pin_memory
-        self._gather: WindowGather | None = None
         self.host_copy = check_host_copy(host_copy)
         self.prefetch = prefetch
         super().__init__(*args, **kwargs)
@@ -64,7 +58,14 @@ class IndexStrategy(Strategy):
             host = shared_normalized(self.series, t0, t1, self.normalizer)
         else:
             host = read_normalized(self.series.values, t0, t1, self.normalizer)
-        self._buf = torch.from_numpy(host)
+        self._hold(torch.from_numpy(host))
+
+    def _hold(self, buf: torch.Tensor) -> None:
+        """Keep ``buf`` as the resident span and view its windows (none in an empty span)."""
+        self._buf = buf
+        self._local = buf.device.type == self.device.type  # gathered where batches are used
+        if len(buf) >= self.spec.length:
+            self._gather = WindowGather(buf, self.spec.length, self.spec.lags)
 
     def _buffers(self) -> list[torch.Tensor]:
         return [self._buf]
@@ -73,35 +74,41 @@ class IndexStrategy(Strategy):
         return {**super().describe(), "host_copy": self.host_copy}
 
     def _rows(self, starts: np.ndarray) -> torch.Tensor:
-        rows = torch.from_numpy(np.asarray(starts, dtype=np.int64) - self._t0)
-        return rows.to(self._buf.device)
+        """Window starts as rows of the resident span (``[B]`` int64 where the series lives)."""
+        rows = np.asarray(starts, dtype=np.int64)
+        if self._t0:
+            rows = rows - self._t0
+        elif not rows.flags.writeable:  # torch.from_numpy warns on read-only arrays
+            rows = rows.copy()
+        rows_t = torch.from_numpy(rows)
+        return rows_t if self._buf.device.type == "cpu" else rows_t.to(self._buf.device)
 
-    def gather(self, starts: np.ndarray, out: Sequence[torch.Tensor] | None = None) -> Batch:
-        """``(x, y)`` gathered where the series lives (host for ``index``), not yet moved;
-        into ``out`` (buffers of :meth:`gather_shapes`) when given, as views of it."""
-        rows = self._rows(starts)
-        ox, oy = out if out is not None else (None, None)
-        x = gather_windows(self._buf, rows, self.spec.lags, out=ox)
-        y = gather_windows(self._buf, rows + self.spec.lags, self.spec.horizon, out=oy)
-        return x, y
+    def stage(self, starts: np.ndarray, out: torch.Tensor) -> torch.Tensor:
+        """The windows at ``starts`` gathered where the series lives into ``out`` (a buffer of
+        :meth:`stage_shape`); returns the contiguous block written (split it with :meth:`unpack`)."""
+        return self._gather.fill(self._rows(starts), out)
 
-    def gather_shapes(self) -> list[tuple[int, ...]]:
-        """Shapes of buffers that hold any batch's ``x`` and ``y`` (rows = samples x steps)."""
-        per_step = tuple(self._buf.shape[1:])
-        return [(self.batch_size * n, *per_step) for n in (self.spec.lags, self.spec.horizon)]
+    def stage_shape(self) -> tuple[int, int]:
+        """Shape of a buffer that holds any batch as one block of whole windows."""
+        return self.batch_size, self.spec.length * math.prod(self._buf.shape[1:])
+
+    def unpack(self, block: torch.Tensor) -> Batch:
+        """``(x, y)`` views of a staged block, wherever it was moved."""
+        return self._gather.split(block)
 
     def batch(self, starts: np.ndarray) -> Batch:
-        if self._gather is None or self._gather.buf is not self._buf:
-            self._gather = WindowGather(self._buf, self.spec.length)
-        x, y = split_window(self._gather(self._rows(starts)), self.spec.lags)
-        if self.pin_memory and self.device.type == "cuda" and not x.is_cuda:
-            x, y = x.pin_memory(), y.pin_memory()
-        return self._to_device(x, y)
+        rows = self._rows(starts)
+        if self._local:  # the x and y views of a reused slot, no copy
+            return self._gather(rows)
+        block = self._gather.block(rows)  # one copy across the bus, then split there
+        if self.pin_memory and self.device.type == "cuda":
+            block = block.pin_memory()
+        return self.unpack(block.to(self.device, non_blocking=True))
 
     def batches(self, plan: list[np.ndarray]) -> Iterator[tuple[np.ndarray, Batch]]:
         if not self.prefetch or self._buf.is_cuda:  # gpu-index gathers in place
             return super().batches(plan)
-        return Prefetcher(self.gather, self.gather_shapes(), self.device)(plan)
+        return Prefetcher(self.stage, self.unpack, self.stage_shape(), self.device)(plan)
 
 
 class GpuIndexStrategy(IndexStrategy):
@@ -124,22 +131,20 @@ class GpuIndexStrategy(IndexStrategy):
         t0, t1 = self._span()
         self._t0 = t0
         v = self.series.values
-        self._buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
+        buf = torch.empty((t1 - t0, *v.shape[1:]), dtype=torch.float32, device=self.device)
         for off, block in load_normalized(v, t0, t1, self.normalizer):
-            self._buf[off : off + len(block)].copy_(torch.from_numpy(block))
+            buf[off : off + len(block)].copy_(torch.from_numpy(block))
+        self._hold(buf)
         self._out = [
-            torch.empty(shape, dtype=torch.float32, device=self.device)
-            for shape in (self.gather_shapes() if self.reuse_buffer else [])
+            torch.empty(self.stage_shape(), dtype=torch.float32, device=self.device)
+            for _ in range(self.reuse_buffer)
         ]
 
     def _buffers(self) -> list[torch.Tensor]:
         return [self._buf, *self._out]
 
-    def gather(self, starts: np.ndarray, out: Sequence[torch.Tensor] | None = None) -> Batch:
-        return super().gather(
-            starts, out if out is not None or not self.reuse_buffer else self._out
-        )
-
     def batch(self, starts: np.ndarray) -> Batch:
-        """With ``reuse_buffer`` the batch is gathered into the preallocated device buffers."""
-        return self.gather(starts) if self.reuse_buffer else super().batch(starts)
+        """With ``reuse_buffer`` the batch is gathered into the one preallocated device buffer."""
+        if self.reuse_buffer:
+            return self.unpack(self.stage(starts, self._out[0]))
+        return super().batch(starts)

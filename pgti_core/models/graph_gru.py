@@ -1,6 +1,6 @@
-"""The GRU update shared by graph recurrent cells (DCGRU, Li et al. 2018; T-GCN, Zhao et al. 2019).
+"""The GRU update of a graph recurrent cell whose convolution splits into shares (DCGRU, Li 2018).
 
-Both replace the GRU's matmuls with a linear graph convolution of ``[x, h]``. Being linear, the
+The cell replaces the GRU's matmuls with a linear graph convolution of ``[x, h]``. Being linear, the
 convolution splits into an input share and a hidden share: the input share of the gates and the
 candidate is computed for a whole sequence in one pass (the inputs do not depend on the
 recurrence), and each step convolves only the hidden state. Tensors are node-major

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pgti_core.models.graph_gru import GraphGRUCell, check_input
+from pgti_core.models.graph_gru import check_input
 from pgti_core.models.propagation import (
     DENSE_THRESHOLD,
     EdgeArray,
@@ -45,9 +45,14 @@ def gcn_matrix(edge_index: EdgeArray, edge_weight: EdgeArray | None, num_nodes: 
     ).coalesce()
 
 
-class TGCNCell(GraphGRUCell):
+class TGCNCell(nn.Module):
     """T-GCN cell: gates and candidate are ``A_hat [x, h] W + b`` (gate bias starts at 1, as in
-    the reference code); ``A_hat x`` is shared by both and done for a whole sequence at once.
+    the reference code), ``h' = u h + (1 - u) c``, node-major ``[N, B, C]`` throughout.
+
+    Each step propagates the concatenated ``[x, h]`` once and mixes it in one GEMM with K = F + H.
+    Splitting off the input share for the whole sequence (as the DCGRU cell does) made its
+    ``[N, T, B, 3H]`` gradient and skinny K = F GEMMs cost more than they saved: 1.41 s against
+    0.80 s per train step at N = 325, B = 64, H = 64 on one thread.
 
     Args:
         input_size (int): input channels F.
@@ -55,26 +60,31 @@ class TGCNCell(GraphGRUCell):
     """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__(input_size, hidden_size)
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
         self.gates = nn.Linear(input_size + hidden_size, 2 * hidden_size)
         self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
         for lin, bias in ((self.gates, 1.0), (self.candidate, 0.0)):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.constant_(lin.bias, bias)
 
-    def conv(
-        self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
-    ) -> Tensor:
-        return channel_mix(graph(x), weight, bias)
+    def step(self, x: Tensor, h: Tensor, graph: nn.Module) -> Tensor:
+        """One step: input ``x[N, B, F]``, state ``h[N, B, H]`` -> the next state."""
+        gates = channel_mix(graph(torch.cat([x, h], -1)), self.gates.weight.t(), self.gates.bias)
+        r, u = torch.sigmoid(gates).chunk(2, dim=-1)
+        cand = graph(torch.cat([x, r * h], -1))
+        c = torch.tanh(channel_mix(cand, self.candidate.weight.t(), self.candidate.bias))
+        return torch.lerp(c, h, u)
 
-    def input_weights(self) -> tuple[Tensor, Tensor]:
-        f = self.input_size
-        weight = torch.cat([self.gates.weight[:, :f], self.candidate.weight[:, :f]]).t()
-        return weight, torch.cat([self.gates.bias, self.candidate.bias])
-
-    def hidden_weights(self) -> tuple[Tensor, Tensor]:
-        f = self.input_size
-        return self.gates.weight[:, f:].t(), self.candidate.weight[:, f:].t()
+    def scan(self, x: Tensor, graph: nn.Module, h: Tensor | None = None) -> Tensor:
+        """Run over ``x[N, T, B, F]`` from ``h`` (zeros by default); returns states ``[N, T, B, H]``."""
+        if h is None:
+            h = x.new_zeros(x.size(0), x.size(2), self.hidden_size)
+        states = []
+        for x_t in x.unbind(1):  # unbind, not slicing: a slice's backward zero-fills all steps
+            h = self.step(x_t, h, graph)
+            states.append(h)
+        return torch.stack(states, dim=1)
 
 
 class TGCN(nn.Module):
