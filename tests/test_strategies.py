@@ -36,6 +36,29 @@ def _reference(series: Series, spec: WindowSpec, starts: np.ndarray, strat) -> t
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_starts_of_any_layout_give_the_same_batch(series, split, name):
+    """Reversed, strided, read-only and int32 starts are the same windows as a plain array."""
+    strat = _build(name, series, split=split)
+    picks = np.ascontiguousarray(strat.starts[1:10])
+    want = strat.batch(picks)
+    want = (want[0].clone(), want[1].clone())
+    frozen = picks.copy()
+    frozen.flags.writeable = False
+    every = np.arange(len(picks))
+    layouts = {
+        "reversed": (picks[::-1], every[::-1]),
+        "strided": (strat.starts[1:10:2], every[::2]),
+        "read-only": (frozen, every),
+        "int32": (picks.astype(np.int32), every),
+    }
+    for layout, (starts, order) in layouts.items():
+        x, y = strat.batch(starts)
+        i = torch.from_numpy(order.copy())
+        assert torch.equal(x, want[0][i]) and torch.equal(y, want[1][i]), layout
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
 def test_all_pairs_bit_identical(series, split):
     strategies = {n: _build(n, series, split=split) for n in STRATEGIES}
     starts = strategies["standard"].starts

@@ -76,10 +76,8 @@ class IndexStrategy(Strategy):
     def _rows(self, starts: np.ndarray) -> torch.Tensor:
         """Window starts as rows of the resident span (``[B]`` int64 where the series lives)."""
         rows = np.asarray(starts, dtype=np.int64)
-        if self._t0:
-            rows = rows - self._t0
-        elif not rows.flags.writeable:  # torch.from_numpy warns on read-only arrays
-            rows = rows.copy()
+        if self._t0 or not (rows.flags.writeable and rows.flags.c_contiguous):
+            rows = rows - self._t0  # a new array: torch.from_numpy refuses negative strides
         rows_t = torch.from_numpy(rows)
         return rows_t if self._buf.device.type == "cpu" else rows_t.to(self._buf.device)
 

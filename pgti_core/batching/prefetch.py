@@ -28,7 +28,8 @@ Unpack = Callable[[torch.Tensor], Batch]
 
 @dataclass
 class _InFlight:
-    """A batch whose copy has been queued: its starts, device views and the copy's event."""
+    """A batch whose copy has been queued: its starts, its block on the device and the copy's
+    event."""
 
     starts: np.ndarray
     block: torch.Tensor
