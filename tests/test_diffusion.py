@@ -10,8 +10,8 @@ from reference_models import dense_adjacency, dense_supports, diffusion_conv
 from pgti_core.models import (
     DiffusionConv,
     GraphOperator,
-    diffusion_operators,
-    diffusion_terms,
+    diffusion_operator,
+    diffusion_polynomials,
     dual_random_walk_supports,
 )
 
@@ -67,21 +67,43 @@ def test_supports_reject_bad_graphs(edge_index, edge_weight, match):
 @pytest.mark.parametrize("threshold", [0.0, 1.1], ids=["dense", "csr"])
 def test_diffusion_terms_follow_chebyshev_recursion(graph, threshold):
     ei, ew = graph
-    ops = diffusion_operators(ei, ew, N, threshold).double()
-    assert all(op.is_dense == (threshold == 0.0) for op in ops)
-    x = torch.randn(N, 3, 4, dtype=torch.float64)  # [N, B, C]
-    terms = diffusion_terms(x, ops, k=3)
-    assert terms.shape == (N, 3, 1 + 2 * 3, 4)
+    op = diffusion_operator(ei, ew, N, 3, threshold).double()
+    assert op.is_dense == (threshold == 0.0) and op.blocks == 1 + 2 * 3
+    x = torch.randn(4, 5, N, 3, dtype=torch.float64)  # [C, T, N, B]
+    terms = op(x)
+    assert terms.shape == (1 + 2 * 3, 4, 5, N, 3)
     for s, sup in enumerate(dense_supports(ei, ew, N)):
-        flat = x.reshape(N, -1)
-        t1 = sup @ flat
-        t2 = 2 * sup @ t1 - flat
+        t1 = sup @ x  # per channel and step: [N, N] @ [N, B]
+        t2 = 2 * sup @ t1 - x
         t3 = 2 * sup @ t2 - t1
         for j, expected in enumerate([t1, t2, t3]):
-            torch.testing.assert_close(
-                terms[:, :, 1 + 3 * s + j].reshape(N, -1), expected, atol=1e-6, rtol=0
-            )
-    torch.testing.assert_close(terms[:, :, 0], x)
+            torch.testing.assert_close(terms[1 + 3 * s + j], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(terms[0], x)
+
+
+def test_diffusion_polynomials_stack_identity_and_powers(graph):
+    supports = dual_random_walk_supports(*graph, N)
+    dense = [s.to_dense().double() for s in supports]
+    eye = torch.eye(N, dtype=torch.float64)
+    got = diffusion_polynomials(supports, 2).to_dense().double().view(5, N, N)
+    want = [eye] + [m for d in dense for m in (d, 2 * d @ d - eye)]
+    torch.testing.assert_close(got, torch.stack(want), atol=1e-6, rtol=0)
+    anchored = diffusion_polynomials(supports, 3, anchored=True).to_dense().double().view(7, N, N)
+    d = dense[0]
+    torch.testing.assert_close(anchored[3], 2 * d @ (2 * d @ d - eye) - eye, atol=1e-6, rtol=0)
+
+
+def test_product_over_many_slices_runs_in_chunks(graph, monkeypatch):
+    """A product whose block-diagonal matrix would exceed the entry budget is split in slices."""
+    op = diffusion_operator(*graph, N, 2, dense_threshold=1.1).double()
+    x = torch.randn(6, N, 2, dtype=torch.float64, requires_grad=True)
+    whole = op(x)
+    monkeypatch.setattr("pgti_core.models.propagation.MAX_BLOCK_ENTRIES", op.values.numel() * 4)
+    op._products = {}
+    chunked = op(x)
+    assert set(op._products) == {4, 2}  # slices of 4 and the remaining 2
+    torch.testing.assert_close(chunked, whole)
+    assert torch.autograd.gradcheck(op, (x[:3].detach().requires_grad_(),))
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.1], ids=["dense", "csr"])
@@ -91,7 +113,7 @@ def test_batched_diffusion_conv_equals_dense_reference(graph, threshold, k):
     torch.manual_seed(0)
     conv = DiffusionConv(3, 5, k=k).double()
     torch.nn.init.normal_(conv.bias)
-    ops = diffusion_operators(ei, ew, N, threshold).double()
+    ops = diffusion_operator(ei, ew, N, k, threshold).double()
     x = torch.randn(4, N, 3, dtype=torch.float64)  # four different samples
     out = conv(x, ops)
     assert out.shape == (4, N, 5)
@@ -104,20 +126,24 @@ def test_diffusion_conv_float32_matches_reference(graph):
     torch.manual_seed(1)
     conv = DiffusionConv(2, 2, k=2)
     x = torch.randn(3, N, 2)
-    out = conv(x, diffusion_operators(ei, ew, N))
+    out = conv(x, diffusion_operator(ei, ew, N, 2))
     ref = torch.stack([diffusion_conv(conv, xs.double(), dense_supports(ei, ew, N)) for xs in x])
     torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=0)
 
 
 def test_diffusion_conv_rejects_bad_input(graph):
-    ops = diffusion_operators(*graph, N)
+    op = diffusion_operator(*graph, N, 2)
     conv = DiffusionConv(3, 2)
     with pytest.raises(ValueError, match="x"):
-        conv(torch.randn(2, N, 4), ops)
-    with pytest.raises(ValueError, match="supports"):
-        conv(torch.randn(2, N, 3), ops[:1])
+        conv(torch.randn(2, N, 4), op)
+    with pytest.raises(ValueError, match="operator"):
+        conv(torch.randn(2, N, 3), diffusion_operator(*graph, N, 1))
+    with pytest.raises(ValueError, match="x"):
+        op(torch.randn(2, N + 1, 3))
     with pytest.raises(ValueError, match="k"):
         DiffusionConv(3, 2, k=-1)
+    with pytest.raises(ValueError, match="k"):
+        diffusion_operator(*graph, N, -1)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.1], ids=["dense", "csr"])
@@ -125,11 +151,12 @@ def test_graph_operator_gradients(graph, threshold):
     ei, ew = graph
     adj = dense_adjacency(ei, ew, N)
     op = GraphOperator(adj.to_sparse(), threshold)
-    x = torch.randn(N, 2, 3, dtype=torch.float64, requires_grad=True)
-    prev = torch.randn(N, 2, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, N, 3, dtype=torch.float64, requires_grad=True)  # [C, N, B]
     assert torch.autograd.gradcheck(op, (x,))
-    assert torch.autograd.gradcheck(op.recur, (x, prev))
-    torch.testing.assert_close(op.recur(x, prev), 2 * op(x) - prev)
+    torch.testing.assert_close(op(x), adj @ x)
+    stacked = GraphOperator(torch.cat([adj, 2 * adj]).to_sparse(), threshold)
+    assert stacked.blocks == 2 and torch.autograd.gradcheck(stacked, (x,))
+    torch.testing.assert_close(stacked(x), torch.stack([adj @ x, 2 * adj @ x]))
     torch.testing.assert_close(op.to_dense(), adj)
 
 

@@ -7,7 +7,15 @@ import pytest
 import torch
 from reference_models import per_sample
 
-from pgti_core.models import MODELS, DCRNNPaper, GraphOperator, build_model, gcn_matrix
+from pgti_core.models import (
+    MODELS,
+    DCRNNPaper,
+    GraphOperator,
+    TGCNCell,
+    build_model,
+    gcn_matrix,
+)
+from pgti_core.models.graph_gru import GraphGRUCell
 
 N, F, LAGS, HORIZON = 7, 2, 5, 3
 SMALL = {
@@ -75,13 +83,13 @@ def test_reference_check_catches_graph_op_on_sample_zero_only(graph, monkeypatch
     """PGT's bug: the graph convolution of sample 0 reused for the whole batch."""
     model = make("dcrnn-paper", graph, dense_threshold=1.1).double()
     x = batch()
-    honest = GraphOperator._product
+    honest = GraphOperator.forward
 
-    def sample_zero_only(self, h, prev):
-        out = honest(self, h, prev)
+    def sample_zero_only(self, h):
+        out = honest(self, h)
         return out[..., :1].expand_as(out)  # batch is the last axis
 
-    monkeypatch.setattr(GraphOperator, "_product", sample_zero_only)
+    monkeypatch.setattr(GraphOperator, "forward", sample_zero_only)
     assert not torch.allclose(model(x), per_sample(model, x, *graph), atol=1e-5, rtol=0)
 
 
@@ -156,6 +164,17 @@ def test_build_model_rejects_bad_configuration(graph):
     model = make("tgcn", graph)
     with pytest.raises(ValueError, match="x"):
         model(torch.randn(2, LAGS, N + 1, F))
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1.1], ids=["dense", "csr"])
+def test_tgcn_concatenated_step_equals_split_shares(graph, threshold):
+    """T-GCN's own step (one GEMM over ``[x, h]``) and the shared split step (input share as
+    the hidden GEMMs' bias) are the same convolution, so they give the same state."""
+    torch.manual_seed(0)
+    cell = TGCNCell(F, 8).double()
+    op = GraphOperator(gcn_matrix(*graph, N), dense_threshold=threshold).double()
+    x, h = torch.randn(F, N, 3, dtype=torch.float64), torch.randn(8, N, 3, dtype=torch.float64)
+    torch.testing.assert_close(cell.step(x, h, op), GraphGRUCell.step(cell, x, h, op))
 
 
 def test_gcn_matrix_is_pyg_gcnconv_propagation(graph):

@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("torch_geometric")  # the peers extra: the PGT reference
 
 from bench.peers.pgt_reference import BatchedDCRNNReference  # noqa: E402
-from pgti_core.models import DCRNNPaper, DiffusionConv, diffusion_operators  # noqa: E402
+from pgti_core.models import DCRNNPaper, DiffusionConv, diffusion_operator  # noqa: E402
 from pgti_core.models.diffusion import pgt_supports  # noqa: E402
 
 N = 6
@@ -54,10 +54,10 @@ def pgt_formula(x: np.ndarray, ei: np.ndarray, ew: np.ndarray, w: np.ndarray, b:
 
 def _conv_out(ei, ew, x, k, diffusion="pgt", threshold=0.15):
     torch.manual_seed(0)
-    conv = DiffusionConv(x.shape[-1], 3, k=k, diffusion=diffusion).double()
+    conv = DiffusionConv(x.shape[-1], 3, k=k).double()
     with torch.no_grad():
         conv.bias.uniform_(-1, 1)
-    ops = diffusion_operators(ei, ew, N, threshold, diffusion).double()
+    ops = diffusion_operator(ei, ew, N, k, threshold, diffusion).double()
     return conv, conv(torch.from_numpy(x), ops).detach().numpy()
 
 
@@ -130,4 +130,4 @@ def test_pgt_supports_reject_graphs_pgt_cannot_run(edges, weights, match):
     with pytest.raises(ValueError, match=match):
         pgt_supports(np.array(edges), None if weights is None else np.array(weights), 3)
     with pytest.raises(ValueError, match="diffusion"):
-        diffusion_operators(np.array([[0], [1]]), None, 3, diffusion="nope")
+        diffusion_operator(np.array([[0], [1]]), None, 3, 2, diffusion="nope")

@@ -1,8 +1,14 @@
 """Spatiotemporal models whose graph operations run on a whole batch at once."""
 
 from pgti_core.models.a3tgcn import A3TGCN
-from pgti_core.models.dcrnn import DCRNN, DCGRUCell, DCRNNPaper, diffusion_operators
-from pgti_core.models.diffusion import DiffusionConv, diffusion_terms, dual_random_walk_supports
+from pgti_core.models.dcrnn import DCRNN, DCGRUCell, DCRNNPaper
+from pgti_core.models.diffusion import (
+    DiffusionConv,
+    diffusion_mix,
+    diffusion_operator,
+    diffusion_polynomials,
+    dual_random_walk_supports,
+)
 from pgti_core.models.graph_gru import GraphGRUCell
 from pgti_core.models.propagation import (
     DENSE_THRESHOLD,
@@ -18,9 +24,10 @@ __all__ = [
     "DCRNN",
     "DCGRUCell",
     "DCRNNPaper",
-    "diffusion_operators",
+    "diffusion_operator",
+    "diffusion_polynomials",
     "DiffusionConv",
-    "diffusion_terms",
+    "diffusion_mix",
     "dual_random_walk_supports",
     "GraphGRUCell",
     "DENSE_THRESHOLD",

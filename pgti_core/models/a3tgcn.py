@@ -4,7 +4,7 @@ a learned softmax attention over the periods, then ReLU and a linear head to ``h
 
 This is the METR-LA model of the PGT-I artifact (PGT's ``A3TGCN2(in_channels=2, out_channels=32,
 periods=12)``, ReLU, ``Linear(32, 12)``), batched here without replicating the edge index: the
-T-GCN runs on the whole batch in node-major layout (:mod:`pgti_core.models.tgcn`). As in the paper,
+T-GCN runs on the whole batch in channel-first layout (:mod:`pgti_core.models.tgcn`). As in the paper,
 the T-GCN state is carried from period to period; PGT 0.56's ``A3TGCN2`` instead restarts every
 period from the state it was given (zeros), and its ``TGCN2`` convolves only the input, not the
 state (README: differences from PGT).
@@ -61,8 +61,8 @@ class A3TGCN(nn.Module):
         check_input(x, self.num_nodes, self.num_features)
         if x.size(1) != self.lags:
             raise ValueError(f"x: A3T-GCN attends over {self.lags} periods, got {x.size(1)}")
-        states = self.cell.scan(x.permute(2, 1, 0, 3), self.gcn)  # [N, T, B, H]
+        states = self.cell.scan(x.permute(3, 1, 2, 0), self.gcn)  # [H, T, N, B]
         probs = torch.softmax(self.attention, dim=0)
-        context = torch.einsum("t,ntbh->nbh", probs, states)
+        context = torch.einsum("t,htnb->hnb", probs, states)
         out = channel_mix(torch.relu(context), self.head.weight.t(), self.head.bias)
-        return out.permute(1, 2, 0).unsqueeze(-1)
+        return out.permute(2, 0, 1).unsqueeze(-1)

@@ -1,8 +1,9 @@
 """DCRNN (Li et al., "Diffusion Convolutional Recurrent Neural Network", ICLR 2018): the DCGRU cell,
 the single-cell model of the PGT-I paper, and the reference encoder-decoder.
 
-All models take ``x[B, lags, N, F]`` and return ``[B, horizon, N, C_out]``; they work node-major
-inside (``[N, T, B, C]``) so every diffusion is one matrix product over the whole batch.
+All models take ``x[B, lags, N, F]`` and return ``[B, horizon, N, C_out]``; they work channel-first
+inside (``[C, T, N, B]``) so every diffusion and every channel mix is one matrix product over the
+whole batch.
 """
 
 from __future__ import annotations
@@ -10,35 +11,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pgti_core.models.diffusion import DiffusionConv, diffusion_supports, diffusion_terms
+from pgti_core.models.diffusion import (
+    DiffusionConv,
+    diffusion_mix,
+    diffusion_operator,
+)
 from pgti_core.models.graph_gru import GraphGRUCell, check_input
-from pgti_core.models.propagation import DENSE_THRESHOLD, EdgeArray, GraphOperator, channel_mix
-
-
-def diffusion_operators(
-    edge_index: EdgeArray,
-    edge_weight: EdgeArray | None,
-    num_nodes: int,
-    dense_threshold: float = DENSE_THRESHOLD,
-    diffusion: str = "paper",
-) -> nn.ModuleList:
-    """The two supports of ``diffusion`` (:func:`diffusion_supports`) as :class:`GraphOperator`s."""
-    supports = diffusion_supports(edge_index, edge_weight, num_nodes, diffusion)
-    return nn.ModuleList(GraphOperator(s, dense_threshold) for s in supports)
+from pgti_core.models.propagation import DENSE_THRESHOLD, EdgeArray, channel_mix
 
 
 class DCGRUCell(GraphGRUCell):
-    """Diffusion-convolutional GRU cell (Li et al. 2018) on node-major ``[N, C, B]`` tensors.
+    """Diffusion-convolutional GRU cell (Li et al. 2018) on channel-first ``[C, N, B]`` tensors.
 
     Gates and candidate are :class:`DiffusionConv` of ``[x, h]`` (gate bias starts at 1, as in
-    DCRNN); the diffusion of ``x`` is shared by both and done for a whole sequence at once.
+    DCRNN); the diffusion of ``x`` is shared by both. The graph passed to it is the stacked
+    operator of :func:`diffusion_operator` (with the same ``k``), which fixes the recursion.
 
     Args:
         input_size (int): input channels F.
         hidden_size (int): hidden channels H.
         k (int, default 2): diffusion steps per support.
         num_supports (int, default 2): supports in the graph passed to ``forward``.
-        diffusion (str, default ``"paper"``): ``"pgt"`` for PGT 0.56's recursion.
     """
 
     def __init__(
@@ -47,22 +40,17 @@ class DCGRUCell(GraphGRUCell):
         hidden_size: int,
         k: int = 2,
         num_supports: int = 2,
-        diffusion: str = "paper",
     ) -> None:
         super().__init__(input_size, hidden_size)
-        self.k = k
         size = input_size + hidden_size
-        self.gates = DiffusionConv(size, 2 * hidden_size, k, num_supports, diffusion=diffusion)
-        self.candidate = DiffusionConv(size, hidden_size, k, num_supports, diffusion=diffusion)
-        self.anchored = self.gates.anchored
+        self.gates = DiffusionConv(size, 2 * hidden_size, k, num_supports)
+        self.candidate = DiffusionConv(size, hidden_size, k, num_supports)
         nn.init.ones_(self.gates.bias)
 
     def conv(
         self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
     ) -> Tensor:
-        return channel_mix(
-            diffusion_terms(x, graph, self.k, self.anchored).flatten(-2), weight, bias
-        )
+        return diffusion_mix(x, graph, weight, bias)
 
     def input_weights(self) -> tuple[Tensor, Tensor]:
         f = self.input_size
@@ -86,7 +74,7 @@ class DCRNNPaper(nn.Module):
         lags (int): input steps; must be >= ``horizon``.
         horizon (int): target steps (the last ``horizon`` states are returned).
         k (int, default 2): diffusion steps (PGT's ``K = 3``).
-        dense_threshold (float, default ``DENSE_THRESHOLD``): density for dense supports.
+        dense_threshold (float, default ``DENSE_THRESHOLD``): density for a dense operator.
         diffusion (str, default ``"paper"``): ``"pgt"``: PGT 0.56's operator (see
             :mod:`pgti_core.models.diffusion`).
     """
@@ -110,18 +98,18 @@ class DCRNNPaper(nn.Module):
                 f"<= lags ({lags}), got {horizon}"
             )
         self.num_nodes, self.num_features, self.horizon = num_nodes, num_features, horizon
-        self.supports = diffusion_operators(
-            edge_index, edge_weight, num_nodes, dense_threshold, diffusion
+        self.graph = diffusion_operator(
+            edge_index, edge_weight, num_nodes, k, dense_threshold, diffusion
         )
-        self.cell = DCGRUCell(num_features, num_features, k, len(self.supports), diffusion)
+        self.cell = DCGRUCell(num_features, num_features, k)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, F]``."""
         check_input(x, self.num_nodes, self.num_features)
         if x.size(1) < self.horizon:
             raise ValueError(f"x: needs at least horizon={self.horizon} steps, got {x.size(1)}")
-        states = self.cell.scan(x.permute(2, 1, 0, 3), self.supports)
-        return states.narrow(1, x.size(1) - self.horizon, self.horizon).permute(2, 1, 0, 3)
+        states = self.cell.scan(x.permute(3, 1, 2, 0), self.graph)
+        return states.narrow(1, x.size(1) - self.horizon, self.horizon).permute(3, 1, 2, 0)
 
 
 class DCRNN(nn.Module):
@@ -137,7 +125,7 @@ class DCRNN(nn.Module):
         hidden_size (int, default 64): units per layer.
         num_layers (int, default 2): DCGRU layers in the encoder and in the decoder.
         k (int, default 2): diffusion steps (DCRNN's ``max_diffusion_step``).
-        dense_threshold (float, default ``DENSE_THRESHOLD``): density for dense supports.
+        dense_threshold (float, default ``DENSE_THRESHOLD``): density for a dense operator.
         diffusion (str, default ``"paper"``): ``"pgt"``: PGT 0.56's operator.
     """
 
@@ -161,34 +149,29 @@ class DCRNN(nn.Module):
                 f"{hidden_size}"
             )
         self.num_nodes, self.num_features, self.horizon = num_nodes, num_features, horizon
-        self.supports = diffusion_operators(
-            edge_index, edge_weight, num_nodes, dense_threshold, diffusion
+        self.graph = diffusion_operator(
+            edge_index, edge_weight, num_nodes, k, dense_threshold, diffusion
         )
-        s = len(self.supports)
         sizes = [hidden_size] * (num_layers - 1)
-        self.encoder = nn.ModuleList(
-            DCGRUCell(i, hidden_size, k, s, diffusion) for i in [num_features, *sizes]
-        )
-        self.decoder = nn.ModuleList(
-            DCGRUCell(i, hidden_size, k, s, diffusion) for i in [1, *sizes]
-        )
+        self.encoder = nn.ModuleList(DCGRUCell(i, hidden_size, k) for i in [num_features, *sizes])
+        self.decoder = nn.ModuleList(DCGRUCell(i, hidden_size, k) for i in [1, *sizes])
         self.projection = nn.Linear(hidden_size, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, 1]`` (feature 0)."""
         check_input(x, self.num_nodes, self.num_features)
-        seq = x.permute(2, 1, 0, 3)
+        seq = x.permute(3, 1, 2, 0)
         states = []
         for cell in self.encoder:
-            seq = cell.scan(seq, self.supports)
+            seq = cell.scan(seq, self.graph)
             states.append(seq[:, -1])
-        out = x.new_zeros(self.num_nodes, x.size(0), 1)
+        out = x.new_zeros(1, self.num_nodes, x.size(0))
         preds = []
         for _ in range(self.horizon):
             inp = out
             for i, cell in enumerate(self.decoder):
-                states[i] = cell.step(inp, states[i], self.supports)
+                states[i] = cell.step(inp, states[i], self.graph)
                 inp = states[i]
             out = channel_mix(inp, self.projection.weight.t(), self.projection.bias)
             preds.append(out)
-        return torch.stack(preds).permute(2, 0, 1, 3)
+        return torch.stack(preds, 1).permute(3, 1, 2, 0)

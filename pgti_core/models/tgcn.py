@@ -3,7 +3,8 @@ IEEE T-ITS 2019): a GRU whose matmuls are GCN layers, then a linear head from th
 
 The GCN matrix is PyTorch Geometric's ``GCNConv`` normalization ``D^-1/2 (A + I) D^-1/2`` (in
 degrees, messages flow source -> target), kept as one ``[N, N]`` operator applied to the whole
-batch in node-major layout instead of a per-sample copy of the edge index.
+batch in channel-first layout (:mod:`pgti_core.models.propagation`) instead of a per-sample copy
+of the edge index.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pgti_core.models.graph_gru import check_input
+from pgti_core.models.graph_gru import GraphGRUCell, check_input
 from pgti_core.models.propagation import (
     DENSE_THRESHOLD,
     EdgeArray,
@@ -45,14 +46,14 @@ def gcn_matrix(edge_index: EdgeArray, edge_weight: EdgeArray | None, num_nodes: 
     ).coalesce()
 
 
-class TGCNCell(nn.Module):
+class TGCNCell(GraphGRUCell):
     """T-GCN cell: gates and candidate are ``A_hat [x, h] W + b`` (gate bias starts at 1, as in
-    the reference code), ``h' = u h + (1 - u) c``, node-major ``[N, B, C]`` throughout.
+    the reference code), ``h' = u h + (1 - u) c``, channel-first ``[C, N, B]`` throughout.
 
-    Each step propagates the concatenated ``[x, h]`` once and mixes it in one GEMM with K = F + H.
-    Splitting off the input share for the whole sequence (as the DCGRU cell does) made its
-    ``[N, T, B, 3H]`` gradient and skinny K = F GEMMs cost more than they saved: 1.41 s against
-    0.80 s per train step at N = 325, B = 64, H = 64 on one thread.
+    Each step propagates the concatenated ``[x, h]`` once and mixes it in one GEMM with K = F + H
+    (:meth:`step`). The split of :class:`GraphGRUCell` (the input share as the hidden GEMMs' bias,
+    :meth:`GraphGRUCell.step`) gives the same states but was slower here: 868 against 768 ms per
+    train step at N = 325, B = 64, H = 64 on one thread (median of 6 interleaved rounds).
 
     Args:
         input_size (int): input channels F.
@@ -60,31 +61,41 @@ class TGCNCell(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
+        super().__init__(input_size, hidden_size)
         self.gates = nn.Linear(input_size + hidden_size, 2 * hidden_size)
         self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
         for lin, bias in ((self.gates, 1.0), (self.candidate, 0.0)):
             nn.init.xavier_uniform_(lin.weight)
             nn.init.constant_(lin.bias, bias)
 
-    def step(self, x: Tensor, h: Tensor, graph: nn.Module) -> Tensor:
-        """One step: input ``x[N, B, F]``, state ``h[N, B, H]`` -> the next state."""
-        gates = channel_mix(graph(torch.cat([x, h], -1)), self.gates.weight.t(), self.gates.bias)
-        r, u = torch.sigmoid(gates).chunk(2, dim=-1)
-        cand = graph(torch.cat([x, r * h], -1))
+    def conv(
+        self, x: Tensor, graph: nn.Module, weight: Tensor, bias: Tensor | None = None
+    ) -> Tensor:
+        return channel_mix(graph(x), weight, bias)
+
+    def step(
+        self,
+        x: Tensor,
+        h: Tensor,
+        graph: nn.Module,
+        weights: tuple[tuple[Tensor, Tensor], ...] = (),
+    ) -> Tensor:
+        """One step from ``x[F, N, B]`` and ``h[H, N, B]``; ``weights`` is not used (the
+        gates' and candidate's own matrices mix ``[x, h]`` whole)."""
+        gates = channel_mix(graph(torch.cat([x, h])), self.gates.weight.t(), self.gates.bias)
+        r, u = torch.sigmoid(gates).chunk(2)
+        cand = graph(torch.cat([x, r * h]))
         c = torch.tanh(channel_mix(cand, self.candidate.weight.t(), self.candidate.bias))
         return torch.lerp(c, h, u)
 
-    def scan(self, x: Tensor, graph: nn.Module, h: Tensor | None = None) -> Tensor:
-        """Run over ``x[N, T, B, F]`` from ``h`` (zeros by default); returns states ``[N, T, B, H]``."""
-        if h is None:
-            h = x.new_zeros(x.size(0), x.size(2), self.hidden_size)
-        states = []
-        for x_t in x.unbind(1):  # unbind, not slicing: a slice's backward zero-fills all steps
-            h = self.step(x_t, h, graph)
-            states.append(h)
-        return torch.stack(states, dim=1)
+    def input_weights(self) -> tuple[Tensor, Tensor]:
+        f = self.input_size
+        weight = torch.cat([self.gates.weight[:, :f], self.candidate.weight[:, :f]]).t()
+        return weight, torch.cat([self.gates.bias, self.candidate.bias])
+
+    def hidden_weights(self) -> tuple[Tensor, Tensor]:
+        f = self.input_size
+        return self.gates.weight[:, f:].t(), self.candidate.weight[:, f:].t()
 
 
 class TGCN(nn.Module):
@@ -121,7 +132,7 @@ class TGCN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x[B, lags, N, F]`` -> ``[B, horizon, N, 1]``."""
         check_input(x, self.num_nodes, self.num_features)
-        last = self.cell.scan(x.permute(2, 1, 0, 3), self.gcn)[:, -1]
+        *_, last = self.cell.states(x.permute(3, 1, 2, 0), self.gcn)  # only the last is read
         return (
-            channel_mix(last, self.head.weight.t(), self.head.bias).permute(1, 2, 0).unsqueeze(-1)
+            channel_mix(last, self.head.weight.t(), self.head.bias).permute(2, 0, 1).unsqueeze(-1)
         )
