@@ -39,11 +39,18 @@ def _source(strategy: str, nodes: int, batch: int):
 
 
 class BatchAssembly:
-    """Seconds to assemble one batch, per strategy and graph width."""
+    """Seconds to assemble one batch, per strategy and graph width.
+
+    Memory-bound, so the host moves it by up to 1.37x over minutes (a doc-only ``asv continuous``
+    here: standard at N = 207 took 327 us in one commit's run and 449 us in the other's). Four
+    rounds, which asv interleaves between the two commits, put that drift into both commits'
+    samples, where asv's significance test sees it instead of flagging it (asv's default is 2).
+    """
 
     params = (WIDTHS, [BATCH], STRATEGIES)
     param_names = ["nodes", "batch", "strategy"]
     timeout = 180
+    rounds = 4
 
     def setup(self, nodes: int, batch: int, strategy: str) -> None:
         self.next_batch = _source(strategy, nodes, batch)
