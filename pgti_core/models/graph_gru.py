@@ -17,6 +17,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+Weights = tuple[tuple[Tensor, Tensor], ...]
+"""Per-sequence mixing matrices of a cell's :meth:`GraphGRUCell.step` (empty: made per step)."""
+
 
 def check_input(x: Tensor, num_nodes: int, num_features: int) -> None:
     """Raise ``ValueError`` unless a model input ``x`` is ``[B, lags, num_nodes, num_features]``."""
@@ -75,13 +78,7 @@ class GraphGRUCell(nn.Module):
     def _split(self, x_part: Tensor) -> tuple[Tensor, Tensor]:
         return x_part.split([2 * self.hidden_size, self.hidden_size])
 
-    def step(
-        self,
-        x: Tensor,
-        h: Tensor,
-        graph: nn.Module,
-        weights: tuple[tuple[Tensor, Tensor], ...] = (),
-    ) -> Tensor:
+    def step(self, x: Tensor, h: Tensor, graph: nn.Module, weights: Weights = ()) -> Tensor:
         """One step from the input ``x[C, N, B]`` and state ``h[H, N, B]``; ``weights``
         (:meth:`input_weights`, :meth:`hidden_weights`) may be merged once per sequence."""
         inputs, hidden = weights or (self.input_weights(), self.hidden_weights())

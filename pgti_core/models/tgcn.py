@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pgti_core.models.graph_gru import GraphGRUCell, check_input
+from pgti_core.models.graph_gru import GraphGRUCell, Weights, check_input
 from pgti_core.models.propagation import (
     DENSE_THRESHOLD,
     EdgeArray,
@@ -73,13 +73,7 @@ class TGCNCell(GraphGRUCell):
     ) -> Tensor:
         return channel_mix(graph(x), weight, bias)
 
-    def step(
-        self,
-        x: Tensor,
-        h: Tensor,
-        graph: nn.Module,
-        weights: tuple[tuple[Tensor, Tensor], ...] = (),
-    ) -> Tensor:
+    def step(self, x: Tensor, h: Tensor, graph: nn.Module, weights: Weights = ()) -> Tensor:
         """One step from ``x[F, N, B]`` and ``h[H, N, B]``; ``weights`` is not used (the
         gates' and candidate's own matrices mix ``[x, h]`` whole)."""
         gates = channel_mix(graph(torch.cat([x, h])), self.gates.weight.t(), self.gates.bias)
