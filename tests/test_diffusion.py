@@ -144,6 +144,8 @@ def test_diffusion_conv_rejects_bad_input(graph):
         DiffusionConv(3, 2, k=-1)
     with pytest.raises(ValueError, match="k"):
         diffusion_operator(*graph, N, -1)
+    with pytest.raises(ValueError, match="supports"):
+        diffusion_polynomials([], 2)
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.1], ids=["dense", "csr"])

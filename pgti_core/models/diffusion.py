@@ -16,8 +16,10 @@ The terms are polynomials of the supports, ``T_k(S) X``, so the matrices ``T_k(S
 once (:func:`diffusion_polynomials`) and stacked with ``I`` into one :class:`GraphOperator`: every
 term of a convolution comes from one sparse product instead of ``S k`` dependent ones. On road
 graphs the powers stay sparse (PeMS-Bay-like, N = 325: 2,209 entries in ``S``, 4,489 in
-``2 S^2 - I``); a ``dcrnn-paper`` train step then issued half the operator events (7,769 -> 3,582)
-and ran 1.16-1.18x faster (N = 325, B = 64, one thread, interleaved with the recursion).
+``2 S^2 - I``). When it replaced the hop-by-hop recursion, a ``dcrnn-paper`` train step issued
+half the operator events (7,769 -> 3,582) and ran 1.16-1.18x faster (N = 325, B = 64, one thread,
+interleaved); the per-step input shares added since (:mod:`.graph_gru`) cost events and save time,
+4,534 events a step as committed.
 
 ``diffusion="pgt"`` reproduces PyTorch Geometric Temporal 0.56's ``BatchedDConv`` instead (what
 published PGT and PGT-I numbers ran), with its three differences from the paper: (1) messages drop
@@ -148,6 +150,10 @@ def diffusion_polynomials(supports: Sequence[Tensor], k: int, anchored: bool = F
         k (int): diffusion steps per support (>= 0).
         anchored (bool, default False): PGT 0.56's recursion.
     """
+    if k < 0:
+        raise ValueError(f"k: diffusion steps must be >= 0, got {k}")
+    if not supports:
+        raise ValueError("supports: need at least one [N, N] support, got none")
     n = supports[0].size(0)
     eye = torch.sparse_coo_tensor(
         torch.arange(n).expand(2, n), torch.ones(n, dtype=supports[0].dtype), (n, n),
@@ -176,8 +182,6 @@ def diffusion_operator(
 ) -> GraphOperator:
     """The stacked terms of ``diffusion``'s two supports (:func:`diffusion_supports`) as one
     :class:`GraphOperator` with ``1 + 2 k`` blocks: ``op(x)`` is ``[1 + 2 k, C, ..., N, B]``."""
-    if k < 0:
-        raise ValueError(f"k: diffusion steps must be >= 0, got {k}")
     supports = diffusion_supports(edge_index, edge_weight, num_nodes, diffusion)
     return GraphOperator(diffusion_polynomials(supports, k, diffusion == "pgt"), dense_threshold)
 
