@@ -93,14 +93,28 @@ def test_diffusion_polynomials_stack_identity_and_powers(graph):
     torch.testing.assert_close(anchored[3], 2 * d @ (2 * d @ d - eye) - eye, atol=1e-6, rtol=0)
 
 
+def backward_nodes(out: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes behind ``out``."""
+    seen, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(fn for fn, _ in node.next_functions)
+    return {node.name() for node in seen}
+
+
 def test_product_over_many_slices_runs_in_chunks(graph, monkeypatch):
     """A product whose block-diagonal matrix would exceed the entry budget is split in slices."""
     op = diffusion_operator(*graph, N, 2, dense_threshold=1.1).double()
     x = torch.randn(6, N, 2, dtype=torch.float64, requires_grad=True)
     whole = op(x)
+    # within the budget: one product, no split whose backward would copy the gradient whole
+    assert not {"SplitBackward0", "CatBackward0"} & backward_nodes(whole)
     monkeypatch.setattr("pgti_core.models.propagation.MAX_BLOCK_ENTRIES", op.values.numel() * 4)
     op._products = {}
     chunked = op(x)
+    assert "CatBackward0" in backward_nodes(chunked)
     assert set(op._products) == {4, 2}  # slices of 4 and the remaining 2
     torch.testing.assert_close(chunked, whole)
     assert torch.autograd.gradcheck(op, (x[:3].detach().requires_grad_(),))

@@ -17,15 +17,17 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
+from pgti_core.models.gru_gates import blend, reset_and_update
+
 Weights = tuple[tuple[Tensor, Tensor], ...]
 """Per-sequence mixing matrices of a cell's :meth:`GraphGRUCell.step` (empty: made per step)."""
 
 
 def check_input(x: Tensor, num_nodes: int, num_features: int) -> None:
-    """Raise ``ValueError`` unless a model input ``x`` is ``[B, lags, num_nodes, num_features]``."""
-    if x.dim() != 4 or x.size(2) != num_nodes or x.size(3) != num_features:
+    """Raise ``ValueError`` unless a model input ``x`` is ``[B, lags >= 1, num_nodes, num_features]``."""
+    if x.dim() != 4 or x.size(2) != num_nodes or x.size(3) != num_features or x.size(1) < 1:
         raise ValueError(
-            f"x: expected [B, lags, {num_nodes}, {num_features}], got {tuple(x.shape)}"
+            f"x: expected [B, lags >= 1, {num_nodes}, {num_features}], got {tuple(x.shape)}"
         )
 
 
@@ -71,9 +73,8 @@ class GraphGRUCell(nn.Module):
         ``h[H, N, B]``; ``weights`` (:meth:`hidden_weights`) may be computed once per sequence.
         The input shares enter the hidden convolutions' GEMMs as their bias (no separate add)."""
         w_gates, w_cand = self.hidden_weights() if weights is None else weights
-        r, u = torch.sigmoid(self.conv(h, graph, w_gates, x_gates)).chunk(2)
-        c = torch.tanh(self.conv(r * h, graph, w_cand, x_cand))
-        return torch.lerp(c, h, u)
+        rh, u = reset_and_update(self.conv(h, graph, w_gates, x_gates), h)
+        return blend(self.conv(rh, graph, w_cand, x_cand), h, u)
 
     def _split(self, x_part: Tensor) -> tuple[Tensor, Tensor]:
         return x_part.split([2 * self.hidden_size, self.hidden_size])
@@ -84,13 +85,27 @@ class GraphGRUCell(nn.Module):
         inputs, hidden = weights or (self.input_weights(), self.hidden_weights())
         return self(*self._split(self.conv(x, graph, *inputs)), h, graph, hidden)
 
+    def first_step(self, x: Tensor, graph: nn.Module, inputs: tuple[Tensor, Tensor]) -> Tensor:
+        """The step from the zero state, from ``x[C, N, B]`` and :meth:`input_weights` alone.
+
+        The hidden convolutions of zeros vanish, ``r`` multiplies zeros and ``h' = (1 - u) c``, so
+        only the input share of ``u`` and ``c`` is computed: a twelfth of a 12-step sequence's
+        hidden GEMMs and sparse products is skipped, with the same states up to rounding."""
+        weight, bias = inputs
+        h = self.hidden_size
+        u, c = self.conv(x, graph, weight[:, h:], bias[h:]).split(h)
+        return blend(c, c.new_zeros(()), torch.sigmoid(u))
+
     def states(self, x: Tensor, graph: nn.Module, h: Tensor | None = None) -> Iterator[Tensor]:
-        """The states ``[H, N, B]`` after each step of ``x[C, T, N, B]``, from ``h`` (zeros)."""
-        if h is None:
-            h = x.new_zeros(self.hidden_size, x.size(2), x.size(3))
+        """The states ``[H, N, B]`` after each step of ``x[C, T, N, B]``, from ``h`` (zeros:
+        the first step is :meth:`first_step`)."""
         weights = self.input_weights(), self.hidden_weights()
         # unbind, not slicing: a slice's backward zero-fills the whole sequence at every step.
-        for x_t in x.unbind(1):
+        steps = iter(x.unbind(1))
+        if h is None:
+            h = self.first_step(next(steps), graph, weights[0])
+            yield h
+        for x_t in steps:
             h = self.step(x_t, h, graph, weights)
             yield h
 

@@ -180,16 +180,18 @@ class GraphOperator(nn.Module):
         """The matrix as a dense ``[R N, N]`` tensor (for tests and references)."""
         return self.dense if self.is_dense else self._product_pair(1)[0].to_dense()
 
+    def _block_product(self, slices: Tensor) -> Tensor:
+        """``[m, N, B]`` -> ``[R, m, N, B]`` in one CSR product."""
+        m, n, width = slices.shape
+        out = _CsrMatmul.apply(slices.reshape(-1, width), *self._product_pair(m))
+        return out.view(self.blocks, m, n, width)
+
     def _sparse_product(self, slices: Tensor) -> Tensor:
         """``[m, N, B]`` -> ``[R, m, N, B]``, in chunks of at most :data:`MAX_BLOCK_ENTRIES`."""
-        m, n, width = slices.shape
         step = max(1, MAX_BLOCK_ENTRIES // max(1, self.values.numel()))
-        parts = [
-            _CsrMatmul.apply(chunk.reshape(-1, width), *self._product_pair(chunk.size(0)))
-            .view(self.blocks, chunk.size(0), n, width)
-            for chunk in slices.split(step)
-        ]  # fmt: skip
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        if slices.size(0) <= step:  # unsplit: a split's backward copies even a one-piece gradient
+            return self._block_product(slices)
+        return torch.cat([self._block_product(chunk) for chunk in slices.split(step)], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x[..., N, B]`` (nodes second to last) -> ``[R, ..., N, B]`` (``x``'s shape if R = 1)."""

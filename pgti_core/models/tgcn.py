@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from pgti_core.models.graph_gru import GraphGRUCell, Weights, check_input
+from pgti_core.models.gru_gates import blend, reset_and_update
 from pgti_core.models.propagation import (
     DENSE_THRESHOLD,
     EdgeArray,
@@ -77,10 +78,9 @@ class TGCNCell(GraphGRUCell):
         """One step from ``x[F, N, B]`` and ``h[H, N, B]``; ``weights`` is not used (the
         gates' and candidate's own matrices mix ``[x, h]`` whole)."""
         gates = channel_mix(graph(torch.cat([x, h])), self.gates.weight.t(), self.gates.bias)
-        r, u = torch.sigmoid(gates).chunk(2)
-        cand = graph(torch.cat([x, r * h]))
-        c = torch.tanh(channel_mix(cand, self.candidate.weight.t(), self.candidate.bias))
-        return torch.lerp(c, h, u)
+        rh, u = reset_and_update(gates, h)
+        cand = graph(torch.cat([x, rh]))
+        return blend(channel_mix(cand, self.candidate.weight.t(), self.candidate.bias), h, u)
 
     def input_weights(self) -> tuple[Tensor, Tensor]:
         f = self.input_size
