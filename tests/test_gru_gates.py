@@ -99,3 +99,11 @@ def test_first_step_equals_step_from_zero_state(edges, cell_name):
 def test_model_input_without_lags_is_refused():
     with pytest.raises(ValueError, match="lags >= 1"):
         check_input(torch.zeros(2, 0, N, 2), N, 2)
+
+
+def test_double_backward_is_refused_not_wrong():
+    gates, h = rand(2 * H, N, B, seed=7), rand(H, N, B, seed=8)
+    rh, _ = reset_and_update(gates, h)
+    (grad,) = torch.autograd.grad(rh.sum(), gates, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        grad.sum().backward()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd import Function
-from torch.autograd.function import FunctionCtx
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward
 _tanh_backward = torch.ops.aten.tanh_backward
@@ -37,6 +37,7 @@ class _ResetUpdate(Function):
         return r * h, u
 
     @staticmethod
+    @once_differentiable  # a hand-written gradient, not itself differentiated
     def backward(ctx: FunctionCtx, grad_rh: Tensor | None, grad_u: Tensor | None):
         s, h = ctx.saved_tensors
         r, u = s.chunk(2)
@@ -65,6 +66,7 @@ class _Blend(Function):
         return torch.lerp(c, h, u)
 
     @staticmethod
+    @once_differentiable  # a hand-written gradient, not itself differentiated
     def backward(ctx: FunctionCtx, grad: Tensor):
         c, h, u = ctx.saved_tensors
         grad_h = grad * u
