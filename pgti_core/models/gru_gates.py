@@ -5,7 +5,8 @@ Plain autograd spends a full-size pass on each intermediate: the backward of ``s
 concatenates the two gate gradients into a fresh ``[2H, N, B]`` copy, and ``lerp``'s backward
 computes ``1 - u`` anew. These backwards write each gradient once, straight into its place. On CPU
 the candidate's ``tanh`` is computed as ``2 sigmoid(2 z) - 1``: torch's vectorized ``tanh`` (AVX2,
-one thread) took 4.9-5.9 ms on a ``[64, 325, 64]`` tensor, where this took 2.8-3.6 ms.
+one thread) took 4.9-5.9 ms on a ``[64, 325, 64]`` tensor, where this took 2.8-3.6 ms. Its error
+is absolute (1.8e-7 at most in float32 over [-30, 30]; relatively larger near 0).
 """
 
 from __future__ import annotations
