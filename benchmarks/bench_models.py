@@ -29,8 +29,9 @@ class TrainStep:
 
     With asv's default 2 rounds of single-step samples, a documentation-only pair of commits
     flagged ``dcrnn-paper``'s step 1.44x slower: each sample here averages >= 0.3 s of steps and
-    4 rounds of 3-6 samples are interleaved between the commits, so one burst of foreign work on
-    the host moves a sample, not the median.
+    4 rounds of 3-6 samples are interleaved between the commits, so a burst of foreign work moves
+    a sample, not the median. A host whose speed drifts between rounds can still flag a figure
+    (README, asv section).
     """
 
     params = [*MODELS, PGT_REFERENCE, TGCN_REFERENCE]

@@ -101,12 +101,12 @@ class GraphGRUCell(nn.Module):
         the first step is :meth:`first_step`)."""
         weights = self.input_weights(), self.hidden_weights()
         # unbind, not slicing: a slice's backward zero-fills the whole sequence at every step.
-        steps = iter(x.unbind(1))
-        if h is None:
-            h = self.first_step(next(steps), graph, weights[0])
-            yield h
-        for x_t in steps:
-            h = self.step(x_t, h, graph, weights)
+        for x_t in x.unbind(1):
+            h = (
+                self.first_step(x_t, graph, weights[0])
+                if h is None
+                else self.step(x_t, h, graph, weights)
+            )
             yield h
 
     def scan(self, x: Tensor, graph: nn.Module, h: Tensor | None = None) -> Tensor:
