@@ -15,6 +15,7 @@ from .common import (
     SPEC,
     batch_source,
     best_time,
+    keep_freed_memory_mapped,
     median_ratio,
     random_series,
     split_of,
@@ -53,6 +54,7 @@ class BatchAssembly:
     rounds = 4
 
     def setup(self, nodes: int, batch: int, strategy: str) -> None:
+        keep_freed_memory_mapped()
         self.next_batch = _source(strategy, nodes, batch)
         self.next_batch()
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pgti_core.instruments.memory import HostMemorySampler
 from pgti_core.train.loop import fit
 
-from .common import median_ratio, model_for, normalizer_of, random_series, strategy_on
+from .common import (
+    keep_freed_memory_mapped,
+    median_ratio,
+    model_for,
+    normalizer_of,
+    random_series,
+    strategy_on,
+)
 
 STRATEGIES = ["standard", "index", "gpu-index", "partitioned"]
 STEPS, NODES = 3000, 207
@@ -54,6 +61,7 @@ class ShortEpoch(_Epoch):
     warmup_time = 0.0
 
     def setup(self, strategy: str) -> None:
+        keep_freed_memory_mapped()
         self._build(strategy)
         self.epoch()  # warm-up: allocator, caches, lazy init
 

@@ -5,7 +5,10 @@ number per run, so it must already be stable: see :func:`median_ratio`)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -130,6 +133,27 @@ def train_step(name: str, series: Series) -> Callable[[], float]:
         return loss.item()
 
     return step
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+"""glibc's ``mallopt`` parameters (malloc.h)."""
+
+
+def keep_freed_memory_mapped() -> bool:
+    """Make glibc keep freed memory mapped for reuse (no ``mmap`` chunks, no heap trimming), so
+    that a timed call reuses warm pages instead of faulting in fresh zeroed ones.
+
+    A first touch costs 1-15 us per page on this VM depending on the host's state (README, asv
+    section), which moved a 50 ms dcrnn-paper step by up to 1.4x between two commits' rounds.
+    Called in the setup of the ``time_`` benchmarks only: the peer ratios keep the default
+    allocator, whose page faults are part of what a peer costs its users. Returns whether it
+    applied; elsewhere than glibc it says on stderr that times include page faults.
+    """
+    mallopt = getattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt", None)
+    if mallopt is not None and mallopt(_M_MMAP_MAX, 0) + mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 2:
+        return True
+    print("benchmarks: no glibc mallopt here; times include page faults", file=sys.stderr)
+    return False
 
 
 def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.2) -> float:
