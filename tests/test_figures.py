@@ -236,3 +236,17 @@ def test_first_line_says_what_is_reused_and_stages_tally(tmp_path, capsys):
     assert "everything is measured" in figures.first_line(ctx, ["table3", "figure5"])
     ctx = figures.Context(SMALL, data, tmp_path / "out")
     assert figures.first_line(ctx, ["table4"]).startswith("bench.figures: RE-USING")
+
+
+def test_a_stage_tallies_the_rows_of_all_its_queries(tmp_path):
+    """Table 3 has two queries (dcrnn-paper, and A3T-GCN on METR-LA): its tally counts both."""
+    label = paper.dataset_label("chickenpox")
+    rows = [_row(label, s, repeat=r, epochs=2, model=m)
+            for m in (paper.MODEL, "a3tgcn") for s in ("standard", "index") for r in range(3)]  # fmt: skip
+    _csv(tmp_path / "table3.csv", rows)
+    ctx = figures.Context(SMALL, tmp_path, tmp_path / "out", run=False)
+    for model in (paper.MODEL, "a3tgcn"):
+        query = figures.Query("table3", ("chickenpox",), ("standard", "index"), (1,), 2, (), model)
+        assert len(ctx.rows(query)) == 6
+    assert ctx.tally["table3"] == (12, 0, tmp_path / "table3.csv")
+    assert figures.tally_text(ctx.tally["table3"]).startswith("12 rows: 12 re-used from")

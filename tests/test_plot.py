@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from bench.report.axes import ratio_axis
 from bench.report.charts import bars_figure
 from bench.report.plot import main, make_plots, scaling_figure, strategy_styles
 from bench.report.summary import aggregate, facet_title, left_out_lines, with_speedups
@@ -212,3 +213,21 @@ def test_bars_are_linear_from_zero_or_points_on_a_log_axis(tmp_path):
     far = _agg(tmp_path / "f.csv", sweep_rows())  # worlds 1..128: epoch times span > 20x
     fig = bars_figure(far, "t", strategy_styles(far["strategy"]))
     assert all(ax.get_yscale() == "log" and not ax.patches for ax in fig.get_axes())
+
+
+@pytest.mark.parametrize(("ylim", "labels"), [((1.1, 1.6), {"1.25", "1.5"}), ((0.2, 70), set())])
+def test_ratio_axis_labels_a_narrow_span_between_octaves(ylim, labels):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [1.2, 1.5])
+    ratio_axis(ax)
+    ax.set_ylim(*ylim)
+    fig.canvas.draw()
+    lo, hi = ylim
+    minor = {
+        t.get_text() for t in ax.get_yticklabels(minor=True) if lo <= t.get_position()[1] <= hi
+    }
+    minor.discard("")
+    plt.close(fig)
+    assert minor == labels

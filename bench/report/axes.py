@@ -165,10 +165,17 @@ def seconds_axis(ax: Axes) -> None:
 
 
 def ratio_axis(ax: Axes) -> None:
-    """Log2 y axis for ratios, labelled 0.25, 0.5, 1, 2, 4, ..."""
+    """Log2 y axis for ratios, labelled 0.25, 0.5, 1, 2, 4, ...; within 2 octaves also 1.25, 1.5,
+    1.75 (x 2^k), so that a span such as 1.2-1.5 does not show the single label 1."""
     ax.set_yscale("log", base=2)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_locator(NullLocator())
+
+    def minor(v: float, _) -> str:
+        lo, hi = ax.get_ylim()
+        return f"{v:g}" if hi / lo < 4 else ""
+
+    ax.yaxis.set_minor_locator(LogLocator(base=2, subs=(1.25, 1.5, 1.75)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def spans(values: pd.Series, ratio: float = 20.0) -> bool:

@@ -116,8 +116,8 @@ SCALES: dict[str, Scale] = {
     ),
 }  # fmt: skip
 """``full`` is the paper's setting (100 epochs for PeMS-Bay and Windmill, 30 for PeMS): a cluster's
-job. ``small`` runs here in about 34 minutes (measured: 33 min 48 s on 2 cores); Table 3 caps its training steps so that its datasets
-can be large enough for the memory difference to show."""
+job. ``small`` runs here in about 23 minutes (measured: 22 min 37 s on 2 cores); Table 3 caps its
+training steps so that its datasets can be large enough for the memory difference to show."""
 
 
 def slug(text: str) -> str:
