@@ -46,6 +46,8 @@ class BatchAssembly:
     here: standard at N = 207 took 327 us in one commit's run and 449 us in the other's). Four
     rounds, which asv interleaves between the two commits, put that drift into both commits'
     samples, where asv's significance test sees it instead of flagging it (asv's default is 2).
+    At N = 207 that is still not always enough: a later doc-only pair flagged standard there at
+    1.26x and a re-run flagged index and gpu-index instead (README, asv section).
     """
 
     params = (WIDTHS, [BATCH], STRATEGIES)

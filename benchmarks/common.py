@@ -147,12 +147,16 @@ def keep_freed_memory_mapped() -> bool:
     section), which moved a 50 ms dcrnn-paper step by up to 1.4x between two commits' rounds.
     Called in the setup of the ``time_`` benchmarks only: the peer ratios keep the default
     allocator, whose page faults are part of what a peer costs its users. Returns whether it
-    applied; elsewhere than glibc it says on stderr that times include page faults.
+    applied; where glibc's ``mallopt`` is missing or refuses, it says on stderr that times
+    include page faults.
     """
     mallopt = getattr(ctypes.CDLL(ctypes.util.find_library("c")), "mallopt", None)
     if mallopt is not None and mallopt(_M_MMAP_MAX, 0) + mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 2:
         return True
-    print("benchmarks: no glibc mallopt here; times include page faults", file=sys.stderr)
+    print(
+        "benchmarks: glibc mallopt unavailable or refused; times include page faults",
+        file=sys.stderr,
+    )
     return False
 
 
