@@ -13,6 +13,7 @@ from bench.peers.pgt_reference import per_sample_loader
 from .common import (
     BATCH,
     SPEC,
+    OneSamplePerRound,
     batch_source,
     best_time,
     keep_freed_memory_mapped,
@@ -28,6 +29,8 @@ WIDTHS = [207, 2000]
 """METR-LA's width, and a graph wide enough that a batch (25 MB) is memory-bound."""
 STEPS = {207: 6000, 2000: 3000}
 """Series lengths: the wide one (48 MB) exceeds the last-level cache, so gathers come from DRAM."""
+BATCHES_PER_CALL = 128
+"""Batches per timed call: 10-90 ms at N = 207, 0.25-0.4 s at N = 2000 (one thread here)."""
 
 
 def _source(strategy: str, nodes: int, batch: int):
@@ -39,29 +42,28 @@ def _source(strategy: str, nodes: int, batch: int):
     return batch_source(strategy_on(series, strategy))
 
 
-class BatchAssembly:
-    """Seconds to assemble one batch, per strategy and graph width.
+class BatchAssembly(OneSamplePerRound):
+    """Seconds to assemble :data:`BATCHES_PER_CALL` consecutive batches of the epoch plan, per
+    strategy and graph width.
 
-    Memory-bound, so the host moves it by up to 1.37x over minutes (a doc-only ``asv continuous``
-    here: standard at N = 207 took 327 us in one commit's run and 449 us in the other's). Four
-    rounds, which asv interleaves between the two commits, put that drift into both commits'
-    samples, where asv's significance test sees it instead of flagging it (asv's default is 2).
-    At N = 207 that is still not always enough: a later doc-only pair flagged standard there at
-    1.26x and a re-run flagged index and gpu-index instead (README, asv section).
+    Memory-bound, so a process's speed depends on what the host's neighbours do with the shared
+    cache (:class:`OneSamplePerRound`): each round is one sample of many batches, and asv compares
+    the rounds of the two commits.
     """
 
     params = (WIDTHS, [BATCH], STRATEGIES)
     param_names = ["nodes", "batch", "strategy"]
     timeout = 180
-    rounds = 4
 
     def setup(self, nodes: int, batch: int, strategy: str) -> None:
         keep_freed_memory_mapped()
         self.next_batch = _source(strategy, nodes, batch)
-        self.next_batch()
+        for _ in range(BATCHES_PER_CALL):
+            self.next_batch()
 
-    def time_batch(self, nodes: int, batch: int, strategy: str) -> None:
-        self.next_batch()
+    def time_batches(self, nodes: int, batch: int, strategy: str) -> None:
+        for _ in range(BATCHES_PER_CALL):
+            self.next_batch()
 
 
 def plain_copy(series: torch.Tensor, nbytes: int) -> Callable[[], torch.Tensor]:

@@ -7,6 +7,7 @@ from pgti_core.instruments.memory import HostMemorySampler
 from pgti_core.train.loop import fit
 
 from .common import (
+    OneSamplePerRound,
     keep_freed_memory_mapped,
     median_ratio,
     model_for,
@@ -42,23 +43,19 @@ class _Epoch:
         return rec.wall_s, sum(rec.samples)
 
 
-class ShortEpoch(_Epoch):
+class ShortEpoch(OneSamplePerRound, _Epoch):
     """Seconds per short epoch (:data:`MAX_STEPS` training steps and one validation batch) through
     the real loop, per strategy.
 
     A ``time_`` benchmark, not a samples/s ``track_``: asv keeps one number per track and run, and
     that number (the median of 5 epochs) moved 1152 -> 1466 samples/s between two runs of one
-    commit here, while a time gets asv's samples, rounds interleaved between commits and its
-    significance test.
+    commit here, while a time gets one sample per round (:class:`OneSamplePerRound`), rounds
+    interleaved between commits, and asv's significance test.
     """
 
     params = STRATEGIES
     param_names = ["strategy"]
     timeout = 300
-    number = 1
-    repeat = (3, 5, 20.0)
-    rounds = 4
-    warmup_time = 0.0
 
     def setup(self, strategy: str) -> None:
         keep_freed_memory_mapped()

@@ -9,6 +9,7 @@ from pgti_core.models.registry import MODELS
 from .common import (
     PGT_REFERENCE,
     TGCN_REFERENCE,
+    OneSamplePerRound,
     best_time,
     keep_freed_memory_mapped,
     median_ratio,
@@ -19,34 +20,31 @@ from .common import (
 NODES = 325
 STEPS = 100
 """Only the graph matters here; the step's batch is random."""
+WARMUP_STEPS = 2
+"""Steps before the timed one: a process's second step still ran 1.1-1.6x its later ones here
+(tgcn 657-713 against 587-697 ms, dcrnn-paper 56 against 35-41 ms; heap growth, page faults)."""
 
 
 def _series():
     return random_series(STEPS, NODES, profile="pems-bay")
 
 
-class TrainStep:
-    """Seconds per training step (forward, masked MAE, backward, Adam) per model.
+class TrainStep(OneSamplePerRound):
+    """Seconds per training step (forward, masked MAE, backward, Adam) of each of our models.
 
-    With asv's default 2 rounds of single-step samples, a documentation-only pair of commits
-    flagged ``dcrnn-paper``'s step 1.44x slower: each sample here averages >= 0.3 s of steps and
-    4 rounds of 3-6 samples are interleaved between the commits, so a burst of foreign work moves
-    a sample, not the median. A host whose speed drifts between rounds can still flag a figure
-    (README, asv section).
+    One step per round after :data:`WARMUP_STEPS` in the setup (:class:`OneSamplePerRound`); the
+    PGT peers' steps (1-10 s) are timed only against ours, in :class:`PeerSpeedup`.
     """
 
-    params = [*MODELS, PGT_REFERENCE, TGCN_REFERENCE]
+    params = list(MODELS)
     param_names = ["model"]
     timeout = 600
-    sample_time = 0.3
-    repeat = (3, 6, 10.0)
-    rounds = 4
-    warmup_time = 0.0  # setup has run a step
 
     def setup(self, model: str) -> None:
         keep_freed_memory_mapped()
         self.step = train_step(model, _series())
-        self.step()
+        for _ in range(WARMUP_STEPS):
+            self.step()
 
     def time_train_step(self, model: str) -> None:
         self.step()

@@ -135,6 +135,31 @@ def train_step(name: str, series: Series) -> Callable[[], float]:
     return step
 
 
+ROUNDS = 5
+"""Rounds (one fresh process each, one sample per round) of the CPU ``time_`` benchmarks."""
+
+
+class OneSamplePerRound:
+    """asv attributes for a ``time_`` benchmark whose unit of replication is the process.
+
+    On this host a process's speed is set at random by its neighbours' use of the shared cache
+    and memory bus: the index gather at N = 207 took 76-84 us a batch in some processes and
+    95-115 us in others (medians of 32-batch samples, 2026-12-04), mostly steady within one. asv's test treats samples as independent, so 5 samples a
+    round from 4 rounds made one process's state look like 5 agreeing draws, and a doc-only pair
+    flagged it (1.26-1.40x). One sample per round (each averaging many calls' work, and timed
+    after the setup's warm-up) makes asv compare processes. :data:`ROUNDS` is 5 because of how
+    asv 0.6 decides: with 5 samples a side it compares 99% intervals, which a 2x change
+    separates; with 6 a side its Mann-Whitney threshold (p < 0.002) cannot be met even by full
+    separation (tests/test_asv.py). asv_runner 0.3 runs one call per sample when a benchmark has
+    a setup (asv#966), so the averaging is done inside the timed call.
+    """
+
+    number = 1
+    repeat = 1
+    rounds = ROUNDS
+    warmup_time = 0.0  # each setup warms up
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 """glibc's ``mallopt`` parameters (malloc.h)."""
 

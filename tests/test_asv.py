@@ -127,3 +127,27 @@ def test_kept_mapped_memory_is_reused_without_page_faults():
     assert out["kept"][0] == "True"
     assert int(out["default"][1]) > pages // 2  # every 64 MiB tensor faults its pages in anew
     assert int(out["kept"][1]) < pages // 50
+
+
+def test_one_sample_per_round_lets_asv_flag_a_2x_change_and_not_host_states():
+    """With one sample per round, asv's test compares processes: five processes per commit in
+    the host's two speed states (76-84 and 95-115 us here) are not a change, five 2x slower
+    ones are; with six a side asv could flag nothing at all (why ROUNDS is 5)."""
+    stats = pytest.importorskip("asv._stats")
+    compute_stats = pytest.importorskip("asv_runner.statistics").compute_stats
+    from benchmarks.bench_batching import BatchAssembly
+    from benchmarks.bench_epoch import ShortEpoch
+    from benchmarks.bench_models import TrainStep
+    from benchmarks.common import ROUNDS
+
+    def differ(a: list[float], b: list[float]) -> bool:
+        return stats.is_different(a, b, compute_stats(a, 1)[1], compute_stats(b, 1)[1])
+
+    for cls in (BatchAssembly, TrainStep, ShortEpoch):
+        assert (cls.repeat, cls.rounds, cls.number) == (1, ROUNDS, 1), cls
+    states = [80.0, 104.0, 78.0, 97.0, 112.0, 83.0, 99.0]
+    same, other = states[:ROUNDS], states[-ROUNDS:][::-1]
+    assert not differ(same, other)
+    assert differ(same, [2 * t for t in other])
+    six = states[:6]
+    assert not differ(six, [2 * t for t in six])  # asv's p < 0.002 is out of reach at 6 v 6
