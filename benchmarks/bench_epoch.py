@@ -1,15 +1,13 @@
-"""Short training epochs through the real loop (:func:`pgti_core.train.fit`): seconds per strategy,
-and what the 50 ms host-memory sampler costs an epoch (target: <= 2%)."""
+"""Short training epochs through the real loop (:func:`pgti_core.train.fit`): seconds per strategy
+(what the 50 ms host-memory sampler costs an epoch: :mod:`.targets`)."""
 
 from __future__ import annotations
 
-from pgti_core.instruments.memory import HostMemorySampler
 from pgti_core.train.loop import fit
 
 from .common import (
     OneSamplePerRound,
     keep_freed_memory_mapped,
-    median_ratio,
     model_for,
     normalizer_of,
     random_series,
@@ -20,11 +18,9 @@ STRATEGIES = ["standard", "index", "gpu-index", "partitioned"]
 STEPS, NODES = 3000, 207
 MAX_STEPS = 8
 """Training steps per short epoch; validation is one batch."""
-EPOCHS = 5
-"""Interleaved pairs (or sampled epochs) behind each ``track_`` value, whose median is returned."""
 
 
-class _Epoch:
+class EpochFixture:
     """A dcrnn-paper model and ``strategy``'s train/val splits of a METR-LA-width series."""
 
     def _build(self, strategy: str) -> None:
@@ -43,7 +39,7 @@ class _Epoch:
         return rec.wall_s, sum(rec.samples)
 
 
-class ShortEpoch(OneSamplePerRound, _Epoch):
+class ShortEpoch(OneSamplePerRound, EpochFixture):
     """Seconds per short epoch (:data:`MAX_STEPS` training steps and one validation batch) through
     the real loop, per strategy.
 
@@ -64,31 +60,3 @@ class ShortEpoch(OneSamplePerRound, _Epoch):
 
     def time_epoch(self, strategy: str) -> None:
         fit(self.model, self.train, self.val, self.normalizer, epochs=1, max_steps=MAX_STEPS)
-
-
-class SamplerOverhead(_Epoch):
-    """Short index epochs with the host-memory sampler at 50 ms against without (interleaved)."""
-
-    timeout = 300
-
-    def setup(self) -> None:
-        self._build("index")
-        self.epoch()  # warm-up
-
-    def _sampled_epochs(self, n: int) -> tuple[float, float]:
-        """Fastest of ``n`` short epochs under one 50 ms sampler, and the sampler's CPU share."""
-        with HostMemorySampler(interval_s=0.05) as sampler:
-            wall = min(self.epoch()[0] for _ in range(n))
-        return wall, sampler.report.overhead_frac
-
-    def track_epoch_time_ratio(self) -> float:
-        """Sampled over unsampled epoch time, median of interleaved pairs (target <= 1.02)."""
-        return median_ratio(lambda: self._sampled_epochs(1)[0], lambda: self.epoch()[0], EPOCHS)
-
-    track_epoch_time_ratio.unit = "ratio"
-
-    def track_sampler_cpu_share(self) -> float:
-        """CPU seconds the sampler spent over the wall seconds of a few epochs (its cost bound)."""
-        return self._sampled_epochs(EPOCHS)[1]
-
-    track_sampler_cpu_share.unit = "ratio"

@@ -1,15 +1,11 @@
 """Shared fixtures of the asv suite: random series with a paper dataset's shape, strategies and
-models on them, one training step, and the median-of-ratios that the ``track_`` ratio benchmarks
-return (asv times the ``time_`` ones itself and tests their samples; a ``track_`` value is one
-number per run, so it must already be stable: see :func:`median_ratio`)."""
+models on them, one training step, and the one-sample-per-round timing attributes."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -72,7 +68,11 @@ def strategy_on(
     )
 
 
-def batch_source(strategy: Strategy) -> Callable[[], tuple[torch.Tensor, torch.Tensor]]:
+NextBatch = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+"""A source of endless ``(x, y)`` batches, one gather per call."""
+
+
+def batch_source(strategy: Strategy) -> NextBatch:
     """Endless batches of ``strategy``'s epoch plan, one gather per call."""
     plan, i = strategy.plan(), 0
 
@@ -183,32 +183,3 @@ def keep_freed_memory_mapped() -> bool:
         file=sys.stderr,
     )
     return False
-
-
-def best_time(fn: Callable[[], object], repeat: int = 3, min_time: float = 0.2) -> float:
-    """Fastest mean seconds per call of ``fn`` over ``repeat`` rounds of at least ``min_time`` each."""
-    fn()  # warm-up: allocator, caches, lazy init
-    best = float("inf")
-    for _ in range(repeat):
-        n, t0 = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - t0) < min_time or n == 0:
-            fn()
-            n += 1
-        best = min(best, elapsed / n)
-    return best
-
-
-RATIO_SAMPLES = 7
-"""Interleaved pairs behind each ``track_`` ratio: their median moves by a few % between identical
-commits on a loaded host, where one best-of pair moved by 16-58%."""
-
-
-def median_ratio(
-    num: Callable[[], float], den: Callable[[], float], samples: int = RATIO_SAMPLES
-) -> float:
-    """Median of ``num() / den()`` over ``samples`` pairs measured back to back.
-
-    Measuring the two sides in alternation puts both under the same momentary load, and the
-    median of the per-pair ratios ignores the pairs that a burst of foreign work hit.
-    """
-    return statistics.median(num() / den() for _ in range(samples))
