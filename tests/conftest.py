@@ -15,6 +15,13 @@ torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _seeded_rngs() -> None:
+    """Every test draws the same numbers whichever xdist worker runs it and in whatever order."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
 def random_series(steps: int = 400, nodes: int = 6, features: int = 2, seed: int = 0) -> Series:
     """A small positive series on a ring graph, with some exact zeros (missing readings)."""
     rng = np.random.default_rng(seed)

@@ -69,15 +69,17 @@ def test_diffusion_terms_follow_chebyshev_recursion(graph, threshold):
     ei, ew = graph
     op = diffusion_operator(ei, ew, N, 3, threshold).double()
     assert op.is_dense == (threshold == 0.0) and op.blocks == 1 + 2 * 3
-    x = torch.randn(4, 5, N, 3, dtype=torch.float64)  # [C, T, N, B]
-    terms = op(x)
+    x = torch.randn(4, 5, N, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    terms = op(x)  # [C, T, N, B]
     assert terms.shape == (1 + 2 * 3, 4, 5, N, 3)
     for s, sup in enumerate(dense_supports(ei, ew, N)):
         t1 = sup @ x  # per channel and step: [N, N] @ [N, B]
         t2 = 2 * sup @ t1 - x
         t3 = 2 * sup @ t2 - t1
         for j, expected in enumerate([t1, t2, t3]):
-            torch.testing.assert_close(terms[1 + 3 * s + j], expected, atol=1e-6, rtol=0)
+            # the operator's supports are rounded to float32 (~6e-8 relative), the reference's are
+            # not: over 300 draws the worst gap was 1.3e-6 absolute, 5e-7 of |expected| + 1
+            torch.testing.assert_close(terms[1 + 3 * s + j], expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(terms[0], x)
 
 
