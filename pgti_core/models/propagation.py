@@ -193,6 +193,31 @@ class GraphOperator(nn.Module):
             return self._block_product(slices)
         return torch.cat([self._block_product(chunk) for chunk in slices.split(step)], dim=1)
 
+    def product(
+        self, x: Tensor, out: Tensor, *, transpose: bool = False, accumulate: bool = False
+    ) -> Tensor:
+        """``out (+)= A x`` (``A^T x`` if ``transpose``) for a one-matrix operator, outside autograd:
+        ``x`` and ``out`` are ``[m, N, B]``, ``out`` contiguous; for hand-written backwards that
+        write a product straight into its place (a slice of a larger buffer, or a gradient to add to).
+        """
+        if self.blocks != 1 or x.dim() != 3 or x.size(1) != self.num_nodes or out.shape != x.shape:
+            raise ValueError(
+                f"product: a one-matrix operator on [m, {self.num_nodes}, B] into the same shape, "
+                f"got {self.blocks} matrices, x {tuple(x.shape)}, out {tuple(out.shape)}"
+            )
+        beta = 1 if accumulate else 0
+        if self.is_dense:
+            mat = self.dense.t() if transpose else self.dense
+            if accumulate:
+                return out.baddbmm_(mat.expand(x.size(0), -1, -1), x)
+            return torch.matmul(mat, x, out=out)
+        step = max(1, MAX_BLOCK_ENTRIES // max(1, self.values.numel()))
+        for src, dst in zip(x.split(step), out.split(step), strict=True):
+            mat = self._product_pair(src.size(0))[1 if transpose else 0]
+            flat = dst.view(-1, dst.size(-1))
+            torch.addmm(flat, mat, src.reshape(-1, src.size(-1)), beta=beta, out=flat)
+        return out
+
     def forward(self, x: Tensor) -> Tensor:
         """``x[..., N, B]`` (nodes second to last) -> ``[R, ..., N, B]`` (``x``'s shape if R = 1)."""
         if x.dim() < 2 or x.size(-2) != self.num_nodes:

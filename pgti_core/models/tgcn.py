@@ -13,7 +13,6 @@ import torch
 from torch import Tensor, nn
 
 from pgti_core.models.graph_gru import GraphGRUCell, Weights, check_input
-from pgti_core.models.gru_gates import blend, reset_and_update
 from pgti_core.models.propagation import (
     DENSE_THRESHOLD,
     EdgeArray,
@@ -21,6 +20,7 @@ from pgti_core.models.propagation import (
     channel_mix,
     edge_tensors,
 )
+from pgti_core.models.tgcn_step import tgcn_step
 
 
 def gcn_matrix(edge_index: EdgeArray, edge_weight: EdgeArray | None, num_nodes: int) -> Tensor:
@@ -51,10 +51,12 @@ class TGCNCell(GraphGRUCell):
     """T-GCN cell: gates and candidate are ``A_hat [x, h] W + b`` (gate bias starts at 1, as in
     the reference code), ``h' = u h + (1 - u) c``, channel-first ``[C, N, B]`` throughout.
 
-    Each step propagates the concatenated ``[x, h]`` once and mixes it in one GEMM with K = F + H
-    (:meth:`step`). The split of :class:`GraphGRUCell` (the input share as the hidden GEMMs' bias,
-    :meth:`GraphGRUCell.step`) gives the same states but was slower here: 868 against 768 ms per
-    train step at N = 325, B = 64, H = 64 on one thread (median of 6 interleaved rounds).
+    Each step propagates ``[x, h]`` and mixes it in one GEMM with K = F + H, inside one autograd
+    Function (:func:`.tgcn_step`); against autograd over the same operations it cut a train step at
+    N = 325, B = 64, H = 64 on one thread from 612 to 569 ms with freed memory kept mapped and from
+    685 to 602 ms with glibc's default allocator (medians of 7 interleaved rounds). The split of
+    :class:`GraphGRUCell` (the input share as the hidden GEMMs' bias) gives the same states but was
+    slower still: 868 against 768 ms (median of 6 interleaved rounds).
 
     Args:
         input_size (int): input channels F.
@@ -75,12 +77,13 @@ class TGCNCell(GraphGRUCell):
         return channel_mix(graph(x), weight, bias)
 
     def step(self, x: Tensor, h: Tensor, graph: nn.Module, weights: Weights = ()) -> Tensor:
-        """One step from ``x[F, N, B]`` and ``h[H, N, B]``; ``weights`` is not used (the
-        gates' and candidate's own matrices mix ``[x, h]`` whole)."""
-        gates = channel_mix(graph(torch.cat([x, h])), self.gates.weight.t(), self.gates.bias)
-        rh, u = reset_and_update(gates, h)
-        cand = graph(torch.cat([x, rh]))
-        return blend(channel_mix(cand, self.candidate.weight.t(), self.candidate.bias), h, u)
+        """One step from ``x[F, N, B]`` and ``h[H, N, B]`` (:func:`.tgcn_step`, one Function with
+        a hand-written backward); ``weights`` is not used (the gates' and candidate's own
+        matrices mix ``[x, h]`` whole)."""
+        return tgcn_step(
+            graph(x), h, (self.gates.weight, self.gates.bias),
+            (self.candidate.weight, self.candidate.bias), graph,
+        )  # fmt: skip
 
     def input_weights(self) -> tuple[Tensor, Tensor]:
         f = self.input_size
