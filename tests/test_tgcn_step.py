@@ -49,7 +49,6 @@ def test_tgcn_step_passes_gradcheck(threshold):
 def test_tgcn_step_equals_autograd(threshold, x_grad):
     """Forward and every gradient, with an input that needs no gradient (the models' case: the
     backward then skips the input's rows) and one that does."""
-    torch.manual_seed(0)
     graph, cell = graph_op(threshold), TGCNCell(F, H).double()
     x, h = rand(F, N, B, seed=6).requires_grad_(x_grad), rand(H, N, B, seed=7, scale=2)
     weight = torch.randn(H, N, B, dtype=torch.float64)
@@ -85,6 +84,8 @@ def test_graph_product_refuses_stacks_and_mismatched_outputs():
     stack = torch.cat([graph.to_dense(), graph.to_dense()]).to_sparse()
     with pytest.raises(ValueError, match="one-matrix"):
         GraphOperator(stack).product(torch.zeros(2, N, B), torch.zeros(2, N, B))
+    with pytest.raises(ValueError, match="contiguous"):
+        graph.product(torch.zeros(2, N, B), torch.zeros(B, N, 2).transpose(0, 2))
 
 
 def test_graph_product_runs_in_chunks_over_many_slices(monkeypatch):
@@ -95,3 +96,17 @@ def test_graph_product_runs_in_chunks_over_many_slices(monkeypatch):
     out = graph.product(x, torch.full_like(x, float("nan")), transpose=True)
     torch.testing.assert_close(out, graph.to_dense().t() @ x)
     assert set(graph._products) == {2, 1}
+
+
+@THRESHOLDS
+def test_tgcn_step_takes_a_non_contiguous_state(threshold):
+    """A state that is a view with other strides gives the same output and gradient."""
+    graph, cell = graph_op(threshold), TGCNCell(F, H).double()
+    x = rand(F, N, B, seed=8).detach()
+    h = rand(B, N, H, seed=9).detach().permute(2, 1, 0).requires_grad_()
+    assert not h.is_contiguous()
+    results = []
+    for state in (h, h.contiguous()):
+        out = cell.step(x, state, graph)
+        results.append((out, torch.autograd.grad(out.square().sum(), h)[0]))
+    torch.testing.assert_close(results[0], results[1])

@@ -16,8 +16,8 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-_sigmoid_backward = torch.ops.aten.sigmoid_backward
-_tanh_backward = torch.ops.aten.tanh_backward
+sigmoid_backward = torch.ops.aten.sigmoid_backward
+tanh_backward = torch.ops.aten.tanh_backward
 
 
 def tanh(z: Tensor, inplace: bool = False) -> Tensor:
@@ -49,12 +49,12 @@ class _ResetUpdate(Function):
         if grad_rh is None:
             grad_r.zero_()
         else:
-            _sigmoid_backward.grad_input(grad_rh * h, r, grad_input=grad_r)
+            sigmoid_backward.grad_input(grad_rh * h, r, grad_input=grad_r)
             grad_h = grad_rh * r if ctx.needs_input_grad[1] else None
         if grad_u is None:
             grad_gu.zero_()
         else:
-            _sigmoid_backward.grad_input(grad_u, u, grad_input=grad_gu)
+            sigmoid_backward.grad_input(grad_u, u, grad_input=grad_gu)
         return grad_gates, grad_h
 
 
@@ -75,7 +75,7 @@ class _Blend(Function):
         grad_u = torch.sub(h, c).mul_(grad) if ctx.needs_input_grad[2] else None
         grad_z = None
         if ctx.needs_input_grad[0]:  # grad (1 - u) (1 - c^2), the first factor from grad_h
-            grad_z = _tanh_backward(grad.sub(grad_h), c)
+            grad_z = tanh_backward(grad.sub(grad_h), c)
         return grad_z, (grad_h if ctx.needs_input_grad[1] else None), grad_u
 
 

@@ -205,6 +205,8 @@ class GraphOperator(nn.Module):
                 f"product: a one-matrix operator on [m, {self.num_nodes}, B] into the same shape, "
                 f"got {self.blocks} matrices, x {tuple(x.shape)}, out {tuple(out.shape)}"
             )
+        if not out.is_contiguous():
+            raise ValueError("product: out must be contiguous (the product is written in place)")
         beta = 1 if accumulate else 0
         if self.is_dense:
             mat = self.dense.t() if transpose else self.dense

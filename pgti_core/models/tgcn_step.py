@@ -17,11 +17,8 @@ from torch import Tensor
 from torch.autograd import Function
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from pgti_core.models.gru_gates import tanh
+from pgti_core.models.gru_gates import sigmoid_backward, tanh, tanh_backward
 from pgti_core.models.propagation import GraphOperator
-
-_sigmoid_backward = torch.ops.aten.sigmoid_backward
-_tanh_backward = torch.ops.aten.tanh_backward
 
 
 def _propagated(graph: GraphOperator, ax: Tensor, state: Tensor) -> Tensor:
@@ -72,11 +69,11 @@ class _TGCNStep(Function):
         # h' = c + u (h - c): the candidate's pre-activation, the update gate, h directly.
         grad_h = grad * u
         grad_z = torch.sub(grad, grad_h)
-        _tanh_backward.grad_input(grad_z, c, grad_input=grad_z)
+        tanh_backward.grad_input(grad_z, c, grad_input=grad_z)
         grad_s = torch.empty_like(s)
         grad_r, grad_u = grad_s.chunk(2)
         torch.sub(h, c, out=grad_u).mul_(grad)
-        _sigmoid_backward.grad_input(grad_u, u, grad_input=grad_u)
+        sigmoid_backward.grad_input(grad_u, u, grad_input=grad_u)
 
         # z = W_c [A x; A (r h)] + b_c.
         gz = grad_z.view(flat)
@@ -84,9 +81,9 @@ class _TGCNStep(Function):
         b_cand_grad = gz.sum(1) if need_bc else None
         rows = slice(0 if need_ax else f, None)  # the input's rows only if it needs a gradient
         grad_q = (w_cand[:, rows].t() @ gz).view(-1, *h.shape[1:])
-        grad_rh = graph.product(grad_q[-hid:], torch.empty_like(h), transpose=True)
+        grad_rh = graph.product(grad_q[-hid:], h.new_empty(h.shape), transpose=True)
         torch.mul(grad_rh, h, out=grad_r)
-        _sigmoid_backward.grad_input(grad_r, r, grad_input=grad_r)
+        sigmoid_backward.grad_input(grad_r, r, grad_input=grad_r)
         grad_h.addcmul_(grad_rh, r)
 
         # s = sigmoid(W_g [A x; A h] + b_g).
